@@ -1,0 +1,269 @@
+/**
+ * The vocabulary of DESIGN.md as types. Every module speaks these; nothing here does I/O.
+ *
+ * Conventions: units in names (`Ms`, `Bytes`); a stage that never ran is absent from `stages`, never 0;
+ * wall-clock time appears once per probe (`startedAt`, ISO 8601), everything else is `performance.now()` based.
+ */
+
+export const STAGES = [
+  'dns',
+  'connect',
+  'tls',
+  'greeting',
+  'ehlo',
+  'starttls',
+  'auth',
+  'mail',
+  'rcpt',
+  'data',
+  'body',
+  'dataAck',
+  'quit',
+] as const;
+export type Stage = (typeof STAGES)[number];
+
+export const OUTCOMES = [
+  'delivered',
+  'rejected',
+  'stalled',
+  'timeout',
+  'reset',
+  'refused',
+  'unreachable',
+  'tls-error',
+  'protocol-error',
+  'dns-error',
+] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+/** How TLS is used with a target. `starttls` is opportunistic; `require-starttls` fails without it. */
+export const TLS_MODES = ['none', 'starttls', 'require-starttls', 'implicit'] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+/** An SMTP server: host+port, or a domain whose MX records are resolved. */
+export interface TargetSpec {
+  /** Label used in results, tables and findings; defaults to `host:port` or `mx:domain`. */
+  name?: string;
+  host?: string;
+  /** Resolve MX records of this domain and use them in preference order. */
+  mx?: string;
+  port: number;
+  tls: TlsMode;
+  /** With `mx`: probe every MX host (the profile expands them); otherwise the best reachable one. */
+  allMx?: boolean;
+}
+
+/** A named egress route. At most one of `proxy` / `relay`; `localAddress` may combine with either. */
+export interface PathSpec {
+  name: string;
+  /** Bind this source address (policy routing by source selects "via-lb" vs "direct" in practice). */
+  localAddress?: string;
+  /** `socks5://[user:pass@]host:port` or `http://[user:pass@]host:port` (CONNECT). */
+  proxy?: string;
+  /** Hand the message to this SMTP relay instead of the target. */
+  relay?: { host: string; port: number; tls?: TlsMode };
+}
+
+export interface Envelope {
+  from: string;
+  to: string[];
+}
+
+export interface AuthSpec {
+  user: string;
+  /** Name of the environment variable holding the secret. The secret itself is never stored. */
+  passEnv: string;
+  /** Default: PLAIN when advertised, else LOGIN. */
+  method?: 'PLAIN' | 'LOGIN';
+}
+
+/** Per-stage deadlines and the stall window, all in milliseconds. */
+export interface Timeouts {
+  dnsMs: number;
+  connectMs: number;
+  /** greeting, ehlo, starttls, tls handshake, auth, mail, rcpt, quit */
+  commandMs: number;
+  /** DATA → 354 */
+  dataMs: number;
+  /** first body byte → last byte accepted by the kernel */
+  bodyMs: number;
+  /** final `.` → final reply */
+  dataAckMs: number;
+  /** No byte accepted by the socket and no reply byte for this long ends the probe as `stalled`. */
+  stallMs: number;
+}
+
+/** Defaults modelled on Postfix's smtp_*_timeout values, stall window 10 s. */
+export const DEFAULT_TIMEOUTS: Timeouts = Object.freeze({
+  dnsMs: 30_000,
+  connectMs: 30_000,
+  commandMs: 300_000,
+  dataMs: 120_000,
+  bodyMs: 180_000,
+  dataAckMs: 600_000,
+  stallMs: 10_000,
+});
+
+/** Everything one probe needs: one SMTP transaction for one (path, target, size). */
+export interface ProbeSpec {
+  probeId: string;
+  runId?: string;
+  target: TargetSpec;
+  path: PathSpec;
+  /** Exact message bytes on the wire (headers + body, CRLF, before dot-stuffing, without the final `.CRLF`). */
+  sizeBytes: number;
+  seed: number;
+  envelope: Envelope;
+  /** EHLO name; default: the machine's hostname. */
+  ehloName?: string;
+  /** Skip certificate verification (verification is on by default). */
+  insecure?: boolean;
+  /** SNI / certificate name; default: the target host (or MX host) when it is a name. */
+  servername?: string;
+  auth?: AuthSpec;
+  timeouts: Timeouts;
+  /** Send this .eml file instead of a generated message (dot-stuffed, bare LF normalised to CRLF). */
+  messageFile?: string;
+  /** Take a TCP snapshot at the end of probes of at least this size (always at a stall). Default 64 KiB. */
+  tcpSnapshotMinBytes?: number;
+  /** Write a pcap of a stalled probe's connection into this folder (needs tcpdump and privileges). */
+  captureDir?: string;
+}
+
+export interface SmtpReply {
+  code: number;
+  /** RFC 3463 enhanced status code when present, e.g. `5.7.1`. */
+  enhanced?: string;
+  /** Reply text, lines joined with `\n`, without codes. */
+  text: string;
+}
+
+export interface TlsInfo {
+  version: string;
+  cipher: string;
+  authorized: boolean;
+  authorizationError?: string;
+  /** Certificate subject CN / first SAN when available. */
+  peerName?: string;
+}
+
+/** The kernel's view of the probe's socket (Linux `ss -tin`). Absent fields were not reported. */
+export interface TcpSnapshot {
+  /** When it was taken: at a stall (before the socket was destroyed) or at the end of the probe. */
+  at: 'stall' | 'end';
+  /** ms since the probe started (performance.now based). */
+  tMs: number;
+  state?: string;
+  bytesSent?: number;
+  bytesAcked?: number;
+  bytesReceived?: number;
+  bytesRetrans?: number;
+  /** Current retransmission count of the unacknowledged head (`retrans:a/b` → a). */
+  retrans?: number;
+  /** Total retransmitted segments over the connection (`retrans:a/b` → b). */
+  retransTotal?: number;
+  unacked?: number;
+  sndWnd?: number;
+  rcvWnd?: number;
+  wscale?: { snd: number; rcv: number };
+  rttMs?: number;
+  rttVarMs?: number;
+  rtoMs?: number;
+  mss?: number;
+  pmtu?: number;
+  cwnd?: number;
+  /** Raw `ss` line for the connection, for the curious. */
+  raw?: string;
+}
+
+export interface ProbeErrorInfo {
+  /** Stable code: ETIMEDOUT, ESTALL, ECONNRESET, ECONNREFUSED, EUNREACHABLE, EADDRNOTAVAIL, ETLS, EPROTOCOL, EDNS, EREJECTED, EPROXY, ECLOSED, EMESSAGE, EABORTED */
+  code: string;
+  message: string;
+  /** Last command sent (AUTH secrets masked). */
+  lastCommand?: string;
+}
+
+export interface RecipientResult {
+  address: string;
+  code: number;
+  enhanced?: string;
+  text?: string;
+}
+
+/** What one probe measured. Plain data: the JSONL line written per probe. */
+export interface ProbeResult {
+  probeId: string;
+  runId?: string;
+  profileHash?: string;
+  /** Target label (TargetSpec.name or host:port / mx:domain). */
+  target: string;
+  /** Path name. */
+  path: string;
+  sizeBytes: number;
+  seed: number;
+  outcome: Outcome;
+  /** Stage where the probe ended when not delivered. */
+  stage?: Stage;
+  error?: ProbeErrorInfo;
+  /** Stage → duration in float ms. Stages that never ran are absent; a stage cut short has its partial time. */
+  stages: Partial<Record<Stage, number>>;
+  startedAt: string;
+  durationMs: number;
+  /** All bytes this probe handed to the kernel (commands + message). */
+  bytesWritten: number;
+  /** Message bytes (on the wire, after dot-stuffing) accepted by the kernel: the body offset reached. */
+  bodyBytesWritten?: number;
+  /** Bytes read from the server. */
+  bytesRead: number;
+  /** The last reply received (the final one for a delivered probe; the rejecting one for a rejection). */
+  reply?: SmtpReply;
+  recipients?: RecipientResult[];
+  /** MX / relay host actually used (name), when it differs from the target label. */
+  server?: string;
+  localAddress?: string;
+  localPort?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+  /** Proxy used (credentials stripped). */
+  proxy?: string;
+  tls?: TlsInfo;
+  capabilities?: string[];
+  tcp?: TcpSnapshot;
+  /** Why `tcp` is absent when a snapshot was wanted. */
+  tcpUnavailable?: string;
+  /** Path of the pcap of this probe's connection (with `captureDir`). */
+  capture?: string;
+  captureError?: string;
+  /** Stall window and the deadline of the stage it ended in, for reading the result alone. */
+  stallMs?: number;
+}
+
+export type FindingKind =
+  | 'size-threshold'
+  | 'path-specific'
+  | 'target-specific'
+  | 'stall-offset'
+  | 'pmtu-blackhole'
+  | 'mechanism'
+  | 'rejection'
+  | 'slow'
+  | 'timeout'
+  | 'insufficient-data';
+
+/** A comparator statement with its evidence. */
+export interface Finding {
+  kind: FindingKind;
+  /** True when the finding is about stalls (drives `compare`'s exit code). */
+  stall: boolean;
+  /** Higher ranks first. */
+  score: number;
+  path?: string;
+  target?: string;
+  sizeBytes?: number;
+  /** One sentence a person can read. */
+  statement: string;
+  /** The numbers behind it. */
+  evidence: Record<string, unknown>;
+  pValue?: number;
+}
