@@ -1,0 +1,90 @@
+import type { Outcome, Stage } from '../model.js';
+
+/**
+ * One error type for everything that ends a probe early, with a stable `code`, the `stage` it happened in, the
+ * last command and reply, and the underlying `cause`. `classify` is the only place that maps codes to outcomes.
+ */
+export type ProbeErrorCode =
+  | 'ETIMEDOUT'
+  | 'ESTALL'
+  | 'ECONNRESET'
+  | 'ECLOSED'
+  | 'ECONNREFUSED'
+  | 'EUNREACHABLE'
+  | 'EADDRNOTAVAIL'
+  | 'ETLS'
+  | 'EPROTOCOL'
+  | 'EDNS'
+  | 'EREJECTED'
+  | 'EPROXY'
+  | 'EABORTED';
+
+export class ProbeError extends Error {
+  override name = 'ProbeError';
+  constructor(
+    readonly code: ProbeErrorCode,
+    message: string,
+    readonly stage: Stage,
+    readonly extra: { lastCommand?: string; cause?: unknown } = {},
+  ) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
+  }
+}
+
+/** Bad input found before anything is sent: message too small, missing secret, unreadable message file. */
+export class ProbeInputError extends Error {
+  override name = 'ProbeInputError';
+  readonly code = 'EINPUT';
+}
+
+/** The only mapping from error codes to outcomes. */
+export function classify(code: ProbeErrorCode, stage: Stage): Outcome {
+  switch (code) {
+    case 'ESTALL':
+      return 'stalled';
+    case 'ETIMEDOUT':
+      return stage === 'connect' ? 'unreachable' : 'timeout';
+    case 'ECONNRESET':
+    case 'ECLOSED':
+      return 'reset';
+    case 'ECONNREFUSED':
+      return 'refused';
+    case 'EUNREACHABLE':
+    case 'EADDRNOTAVAIL':
+    case 'EPROXY':
+      return 'unreachable';
+    case 'ETLS':
+      return 'tls-error';
+    case 'EPROTOCOL':
+      return 'protocol-error';
+    case 'EDNS':
+      return 'dns-error';
+    case 'EREJECTED':
+      return 'rejected';
+    case 'EABORTED':
+      return 'timeout';
+  }
+}
+
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|HOSTNAME_MISMATCH|ERR_OSSL)/;
+
+/** Turn a raw Node error (socket, dns, tls) into a ProbeError for the stage it happened in. */
+export function toProbeError(err: unknown, stage: Stage, lastCommand?: string): ProbeError {
+  if (err instanceof ProbeError) return err;
+  const e = err as NodeJS.ErrnoException & { reason?: string; library?: string };
+  const raw = typeof e?.code === 'string' ? e.code : '';
+  const msg = e?.message ?? String(err);
+  const mk = (code: ProbeErrorCode, m = msg) => new ProbeError(code, m, stage, { lastCommand, cause: err });
+  if (raw === 'ECONNRESET' || raw === 'EPIPE' || raw === 'ECONNABORTED') return mk('ECONNRESET');
+  if (raw === 'ECONNREFUSED') return mk('ECONNREFUSED');
+  if (raw === 'EHOSTUNREACH' || raw === 'ENETUNREACH' || raw === 'EHOSTDOWN' || raw === 'ENETDOWN') return mk('EUNREACHABLE');
+  if (raw === 'EADDRNOTAVAIL' || raw === 'EADDRINUSE' || raw === 'EINVAL' && stage === 'connect') {
+    return mk('EADDRNOTAVAIL', `cannot use the source address: ${msg}`);
+  }
+  if (raw === 'ENOTFOUND' || raw === 'EAI_AGAIN' || raw === 'ENODATA' || raw === 'ESERVFAIL' || raw === 'ENOTIMP' || raw === 'EREFUSED' || raw === 'ECONNREFUSED_DNS') {
+    return mk('EDNS');
+  }
+  if (raw === 'ETIMEDOUT') return mk('ETIMEDOUT');
+  if (TLS_CODE.test(raw) || e?.library !== undefined || /SSL|TLS|certificate/i.test(msg)) return mk('ETLS');
+  return mk('ECONNRESET', msg || 'connection failed');
+}

@@ -1,0 +1,375 @@
+/**
+ * Probe messages of an exact wire size, shaped like real mail with an attachment, deterministic from a seed.
+ *
+ * Why not nodemailer's MailComposer: it cannot produce an exact byte count (the size is known only after
+ * encoding, and a 1 MiB target would need a search over attachment sizes), and it base64-encodes on the fly in
+ * JavaScript at well under the 1 GB/s this generator reaches by repeating a pre-rendered, seed-derived block of
+ * base64 lines (zero-copy `subarray` slices). Memory is one block per seed (312 KiB), whatever the size.
+ *
+ * Layout (every line ends in CRLF; no line starts with '.', so no dot-stuffing is needed and the bytes on the
+ * wire equal `sizeBytes`):
+ *
+ *   headers (Message-ID, Date, From, To, Subject, Auto-Submitted, X-Mxprobe, MIME-Version, Content-Type)
+ *   <blank line>
+ *   body = f(seed, bodyBytes) only, so a receiver can check it knowing nothing but the X-Mxprobe header:
+ *     multipart/mixed: a text/plain part (padded by up to 5 bytes), an application/octet-stream part in base64,
+ *     76-character lines; or, for sizes too small for the multipart skeleton, a text/plain body with filler lines.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+
+export class MessageError extends Error {
+  override name = 'MessageError';
+  readonly code = 'EMESSAGE';
+}
+
+/** Something the SMTP client can stream after DATA. */
+export interface MessageSource {
+  /** Message bytes (headers + body, CRLF) before dot-stuffing, without the final `.CRLF`. */
+  sizeBytes: number;
+  /** Bytes put on the wire after dot-stuffing (≥ sizeBytes). */
+  wireBytes: number;
+  /** The message as it goes on the wire (already dot-stuffed), in chunks. Can be iterated more than once. */
+  chunks(): AsyncIterable<Buffer> | Iterable<Buffer>;
+}
+
+export interface MessageParams {
+  probeId: string;
+  sizeBytes: number;
+  seed: number;
+  from: string;
+  to: string[];
+  /** Defaults to now. */
+  date?: Date;
+}
+
+const LINE_CHARS = 76;
+const LINE_BYTES = LINE_CHARS + 2;
+const BLOCK_LINES = 4096;
+const RAW_PER_LINE = 57; // 57 raw bytes → 76 base64 characters
+/** Maximum chunk handed to the socket; small enough that write callbacks locate a stall to ±16 KiB. */
+export const CHUNK_BYTES = 16 * 1024;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Deterministic pseudo-random block per seed
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+const blockCache = new Map<number, Buffer>();
+
+/** BLOCK_LINES lines of base64 (76 chars + CRLF each), derived from the seed. Cached (a few seeds). */
+export function base64Block(seed: number): Buffer {
+  const key = seed >>> 0;
+  const hit = blockCache.get(key);
+  if (hit) return hit;
+  const next = mulberry32(key ^ 0x9e3779b9);
+  const raw = Buffer.allocUnsafe(BLOCK_LINES * RAW_PER_LINE);
+  const words = Math.floor(raw.length / 4);
+  for (let i = 0; i < words; i++) raw.writeUInt32LE(next(), i * 4);
+  for (let i = words * 4; i < raw.length; i++) raw[i] = next() & 0xff;
+  const out = Buffer.allocUnsafe(BLOCK_LINES * LINE_BYTES);
+  for (let l = 0; l < BLOCK_LINES; l++) {
+    out.write(raw.subarray(l * RAW_PER_LINE, (l + 1) * RAW_PER_LINE).toString('base64'), l * LINE_BYTES, 'latin1');
+    out[l * LINE_BYTES + LINE_CHARS] = 13;
+    out[l * LINE_BYTES + LINE_CHARS + 1] = 10;
+  }
+  if (blockCache.size >= 8) blockCache.delete(blockCache.keys().next().value as number);
+  blockCache.set(key, out);
+  return out;
+}
+
+function boundaryFor(seed: number): string {
+  return `mxprobe-${(seed >>> 0).toString(16).padStart(8, '0')}-${mulberry32(seed >>> 0)().toString(36)}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Headers
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** RFC 5322 date, fixed width (two-digit day) so the header size does not depend on the date. */
+export function rfc5322Date(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${DAYS[d.getUTCDay()]}, ${p(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+function fold(name: string, items: string[]): string {
+  // one address per continuation line once the line would pass 900 characters
+  let out = `${name}: `;
+  let lineLen = out.length;
+  items.forEach((item, i) => {
+    const piece = i < items.length - 1 ? `${item},` : item;
+    if (i > 0) {
+      if (lineLen + 1 + piece.length > 900) {
+        out += '\r\n ';
+        lineLen = 1;
+      } else {
+        out += ' ';
+        lineLen += 1;
+      }
+    }
+    out += piece;
+    lineLen += piece.length;
+  });
+  return `${out}\r\n`;
+}
+
+function domainOf(addr: string): string {
+  const at = addr.lastIndexOf('@');
+  const d = at >= 0 ? addr.slice(at + 1).replace(/[^A-Za-z0-9.-]/g, '') : '';
+  return d || 'mxprobe.invalid';
+}
+
+function headerBlock(p: MessageParams, contentType: string): string {
+  const from = p.from === '' ? 'mxprobe <mxprobe@mxprobe.invalid>' : `<${p.from}>`;
+  return (
+    `Message-ID: <${p.probeId}.${p.seed >>> 0}@${domainOf(p.from)}>\r\n` +
+    `Date: ${rfc5322Date(p.date ?? new Date())}\r\n` +
+    `From: ${from}\r\n` +
+    fold('To', p.to.map((t) => `<${t}>`)) +
+    `Subject: mxprobe probe ${p.probeId} (${p.sizeBytes} bytes)\r\n` +
+    `Auto-Submitted: auto-generated\r\n` +
+    `X-Mxprobe: probe=${p.probeId}; size=${p.sizeBytes}; seed=${p.seed >>> 0}\r\n` +
+    `MIME-Version: 1.0\r\n` +
+    `Content-Type: ${contentType}\r\n` +
+    `\r\n`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Body: a function of (seed, bodyBytes) only
+
+const TEXT_LINE = 'This is a synthetic test message sent by mxprobe to measure SMTP delivery.';
+const TEXT_LINE2 = 'Please discard it. The attachment holds pseudo-random data sized so the whole message is exact.';
+
+interface BodyPlan {
+  multipart: boolean;
+  head: string; // everything before the base64 region
+  base64Bytes: number; // size of the base64 region (full lines + optional last short line)
+  tail: string;
+}
+
+function multipartSkeleton(seed: number, pad: string): { head: string; tail: string } {
+  const b = boundaryFor(seed);
+  const head =
+    `--${b}\r\n` +
+    `Content-Type: text/plain; charset=us-ascii\r\n` +
+    `Content-Transfer-Encoding: 7bit\r\n` +
+    `\r\n` +
+    `${TEXT_LINE}\r\n` +
+    `${TEXT_LINE2}${pad}\r\n` +
+    `\r\n` +
+    `--${b}\r\n` +
+    `Content-Type: application/octet-stream; name="mxprobe.bin"\r\n` +
+    `Content-Transfer-Encoding: base64\r\n` +
+    `Content-Disposition: attachment; filename="mxprobe.bin"\r\n` +
+    `\r\n`;
+  return { head, tail: `--${b}--\r\n` };
+}
+
+const MULTIPART_FIXED = (seed: number) => {
+  const s = multipartSkeleton(seed, '');
+  return s.head.length + s.tail.length;
+};
+
+/** Filler of exactly n bytes appended to a line of text: whole lines of 'x' then the rest on the last line. */
+function textFill(n: number): { lines: string; extra: string } {
+  const full = Math.floor(n / LINE_BYTES);
+  const rest = n - full * LINE_BYTES;
+  return { lines: `${'x'.repeat(LINE_CHARS)}\r\n`.repeat(full), extra: '-'.repeat(rest) };
+}
+
+/** Largest base64 region ≤ avail: full lines, plus a short last line of 4k characters (k ≥ 1). */
+function base64RegionFor(avail: number): number {
+  const full = Math.floor(avail / LINE_BYTES);
+  const rest = avail - full * LINE_BYTES;
+  const lastChars = Math.floor((rest - 2) / 4) * 4;
+  return full * LINE_BYTES + (lastChars >= 4 ? lastChars + 2 : 0);
+}
+
+function planBody(seed: number, bodyBytes: number): BodyPlan | undefined {
+  const fixed = MULTIPART_FIXED(seed);
+  if (bodyBytes >= fixed) {
+    const region = base64RegionFor(bodyBytes - fixed);
+    const pad = bodyBytes - fixed - region; // 0..5
+    const s = multipartSkeleton(seed, '-'.repeat(pad));
+    return { multipart: true, head: s.head, base64Bytes: region, tail: s.tail };
+  }
+  const minText = TEXT_LINE.length + 2;
+  if (bodyBytes < minText) return undefined;
+  const f = textFill(bodyBytes - minText);
+  return { multipart: false, head: `${TEXT_LINE}${f.extra}\r\n${f.lines}`, base64Bytes: 0, tail: '' };
+}
+
+function contentTypeFor(seed: number, multipart: boolean): string {
+  return multipart ? `multipart/mixed; boundary="${boundaryFor(seed)}"` : 'text/plain; charset=us-ascii';
+}
+
+/** Yields the base64 region of `bytes` bytes: block lines repeated, then a short last line. */
+function* base64Chunks(seed: number, bytes: number): Generator<Buffer> {
+  if (bytes <= 0) return;
+  const block = base64Block(seed);
+  const fullLines = Math.floor(bytes / LINE_BYTES);
+  let fullBytes = fullLines * LINE_BYTES;
+  let off = 0;
+  while (fullBytes > 0) {
+    const n = Math.min(CHUNK_BYTES, fullBytes, block.length - off);
+    yield block.subarray(off, off + n);
+    off += n;
+    if (off === block.length) off = 0;
+    fullBytes -= n;
+  }
+  const rest = bytes - fullLines * LINE_BYTES;
+  if (rest > 0) {
+    // the next line of the sequence, cut to a multiple of 4 characters (still valid base64)
+    const lineStart = (fullLines % BLOCK_LINES) * LINE_BYTES;
+    const last = Buffer.allocUnsafe(rest);
+    block.copy(last, 0, lineStart, lineStart + rest - 2);
+    last[rest - 2] = 13;
+    last[rest - 1] = 10;
+    yield last;
+  }
+}
+
+/** The body (everything after the header block) for a seed and body size. Pure: the sink uses it to verify. */
+export function* bodyChunks(seed: number, bodyBytes: number): Generator<Buffer> {
+  const plan = planBody(seed, bodyBytes);
+  if (!plan) throw new MessageError(`body of ${bodyBytes} bytes is too small`);
+  yield Buffer.from(plan.head, 'latin1');
+  yield* base64Chunks(seed, plan.base64Bytes);
+  if (plan.tail) yield Buffer.from(plan.tail, 'latin1');
+}
+
+/** The smallest size a generated probe can have with these parameters. */
+export function minMessageSize(p: Omit<MessageParams, 'sizeBytes'> & { sizeBytes?: number }): number {
+  // header size depends on the digits of sizeBytes; evaluate with a small size, then settle
+  let size = 1;
+  for (let i = 0; i < 4; i++) {
+    const h = Buffer.byteLength(headerBlock({ ...p, sizeBytes: size }, contentTypeFor(p.seed, false)), 'latin1');
+    const next = h + TEXT_LINE.length + 2;
+    if (next === size) break;
+    size = next;
+  }
+  return size;
+}
+
+/** A generated probe message of exactly `sizeBytes`. Throws MessageError naming the minimum when too small. */
+export function generatedMessage(p: MessageParams): MessageSource {
+  if (!Number.isSafeInteger(p.sizeBytes) || p.sizeBytes < 0) throw new MessageError(`invalid message size ${p.sizeBytes}`);
+  for (const a of [p.from, ...p.to]) {
+    if (/[\r\n]/.test(a)) throw new MessageError(`address contains a line break: ${JSON.stringify(a)}`);
+  }
+  const date = p.date ?? new Date();
+  // the header's Content-Type depends on the body layout, which depends on the header size: try multipart first
+  const seed = p.seed >>> 0;
+  let headers = headerBlock({ ...p, date }, contentTypeFor(seed, true));
+  let bodyBytes = p.sizeBytes - Buffer.byteLength(headers, 'latin1');
+  let plan = bodyBytes >= 0 ? planBody(seed, bodyBytes) : undefined;
+  if (!plan || !plan.multipart) {
+    headers = headerBlock({ ...p, date }, contentTypeFor(seed, false));
+    bodyBytes = p.sizeBytes - Buffer.byteLength(headers, 'latin1');
+    plan = bodyBytes >= 0 ? planBody(seed, bodyBytes) : undefined;
+    if (plan?.multipart) plan = undefined; // cannot happen: the text header is shorter
+  }
+  if (!plan) {
+    throw new MessageError(
+      `message size ${p.sizeBytes} bytes is too small to hold the probe headers; the minimum with these addresses is ${minMessageSize(p)} bytes`,
+    );
+  }
+  const headerBuf = Buffer.from(headers, 'latin1');
+  const finalBody = bodyBytes;
+  return {
+    sizeBytes: p.sizeBytes,
+    wireBytes: p.sizeBytes,
+    *chunks() {
+      yield headerBuf;
+      yield* bodyChunks(seed, finalBody);
+    },
+  };
+}
+
+/** Parse `probe=<id>; size=<n>; seed=<s>` (the X-Mxprobe header value). */
+export function parseMxprobeHeader(value: string): { probeId: string; sizeBytes: number; seed: number } | undefined {
+  const m = /probe=([^;\s]+);\s*size=(\d+);\s*seed=(\d+)/.exec(value);
+  if (!m) return undefined;
+  return { probeId: m[1]!, sizeBytes: Number(m[2]), seed: Number(m[3]) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Replaying a real message from a file
+
+/**
+ * Transforms raw file bytes to the wire: bare LF → CRLF, a '.' at the start of a line doubled (RFC 5321
+ * 4.5.2), and a final CRLF added when missing. Stateful across chunks.
+ */
+class WireTransform {
+  private atLineStart = true;
+  private lastWasCR = false;
+  messageBytes = 0; // after line-end normalisation, before dot-stuffing
+  wireBytes = 0;
+
+  push(chunk: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
+    let o = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i]!;
+      if (c === 10 && !this.lastWasCR) {
+        out[o++] = 13;
+        this.messageBytes++;
+      }
+      if (c === 46 && this.atLineStart) {
+        out[o++] = 46; // dot-stuffing
+      }
+      out[o++] = c;
+      this.messageBytes++;
+      this.atLineStart = c === 10;
+      this.lastWasCR = c === 13;
+    }
+    this.wireBytes += o;
+    return out.subarray(0, o);
+  }
+
+  end(): Buffer {
+    if (this.atLineStart) return Buffer.alloc(0);
+    const tail = this.lastWasCR ? Buffer.from('\n') : Buffer.from('\r\n');
+    this.messageBytes += tail.length;
+    this.wireBytes += tail.length;
+    this.atLineStart = true;
+    return tail;
+  }
+}
+
+/** A message read from an .eml file, streamed (two passes: one to size it, one to send it). */
+export async function fileMessage(file: string): Promise<MessageSource> {
+  let st;
+  try {
+    st = await stat(file);
+  } catch (err) {
+    throw new MessageError(`cannot read message file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  if (!st.isFile()) throw new MessageError(`message file ${file} is not a regular file`);
+  const sizing = new WireTransform();
+  for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_BYTES })) sizing.push(chunk as Buffer);
+  sizing.end();
+  if (sizing.messageBytes === 0) throw new MessageError(`message file ${file} is empty`);
+  return {
+    sizeBytes: sizing.messageBytes,
+    wireBytes: sizing.wireBytes,
+    async *chunks() {
+      const t = new WireTransform();
+      for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_BYTES })) yield t.push(chunk as Buffer);
+      const tail = t.end();
+      if (tail.length) yield tail;
+    },
+  };
+}
