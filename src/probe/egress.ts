@@ -186,12 +186,15 @@ export async function openEgress(o: OpenOptions): Promise<net.Socket> {
   const proxy = o.proxy ? parseProxyUrl(o.proxy) : undefined;
   const connectHost = proxy ? proxy.host : o.host;
   const connectPort = proxy ? proxy.port : o.port;
+  // noDelay must be set on the socket itself: as a connect() option it is ignored for a pre-made Socket, and
+  // Nagle + delayed ACK would then add ~40 ms to every small command reply cycle.
   const sock = new net.Socket();
+  sock.setNoDelay(true);
   o.onSocket(sock);
   await new Promise<void>((resolve, reject) => {
     const onErr = (e: Error) => reject(e);
     sock.once('error', onErr);
-    sock.connect({ host: connectHost, port: connectPort, localAddress: o.localAddress, noDelay: true }, () => {
+    sock.connect({ host: connectHost, port: connectPort, localAddress: o.localAddress }, () => {
       sock.off('error', onErr);
       resolve();
     });

@@ -4,7 +4,7 @@
  * Why not nodemailer's MailComposer: it cannot produce an exact byte count (the size is known only after
  * encoding, and a 1 MiB target would need a search over attachment sizes), and it base64-encodes on the fly in
  * JavaScript at well under the 1 GB/s this generator reaches by repeating a pre-rendered, seed-derived block of
- * base64 lines (zero-copy `subarray` slices). Memory is one block per seed (312 KiB), whatever the size.
+ * base64 lines (zero-copy `subarray` slices). Memory is at most one block per seed (312 KiB), whatever the size.
  *
  * Layout (every line ends in CRLF; no line starts with '.', so no dot-stuffing is needed and the bytes on the
  * wire equal `sizeBytes`):
@@ -64,27 +64,52 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-const blockCache = new Map<number, Buffer>();
-
-/** BLOCK_LINES lines of base64 (76 chars + CRLF each), derived from the seed. Cached (a few seeds). */
-export function base64Block(seed: number): Buffer {
-  const key = seed >>> 0;
-  const hit = blockCache.get(key);
-  if (hit) return hit;
-  const next = mulberry32(key ^ 0x9e3779b9);
-  const raw = Buffer.allocUnsafe(BLOCK_LINES * RAW_PER_LINE);
-  const words = Math.floor(raw.length / 4);
-  for (let i = 0; i < words; i++) raw.writeUInt32LE(next(), i * 4);
-  for (let i = words * 4; i < raw.length; i++) raw[i] = next() & 0xff;
-  const out = Buffer.allocUnsafe(BLOCK_LINES * LINE_BYTES);
-  for (let l = 0; l < BLOCK_LINES; l++) {
-    out.write(raw.subarray(l * RAW_PER_LINE, (l + 1) * RAW_PER_LINE).toString('base64'), l * LINE_BYTES, 'latin1');
-    out[l * LINE_BYTES + LINE_CHARS] = 13;
-    out[l * LINE_BYTES + LINE_CHARS + 1] = 10;
+/**
+ * BLOCK_LINES lines of base64 (76 chars + CRLF each) derived from a seed, generated lazily 64 lines at a time,
+ * so a 1 KiB probe with its own seed pays for a few lines, not for the whole 312 KiB block.
+ */
+class SeedBlock {
+  readonly buf = Buffer.allocUnsafe(BLOCK_LINES * LINE_BYTES);
+  private lines = 0;
+  private readonly next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32((seed >>> 0) ^ 0x9e3779b9);
   }
-  if (blockCache.size >= 8) blockCache.delete(blockCache.keys().next().value as number);
-  blockCache.set(key, out);
-  return out;
+  ensure(n: number): Buffer {
+    const want = Math.min(n, BLOCK_LINES);
+    while (this.lines < want) {
+      const k = Math.min(64, BLOCK_LINES - this.lines);
+      const raw = Buffer.allocUnsafe(k * RAW_PER_LINE); // 64 × 57 = 3648 bytes = 912 words
+      for (let i = 0; i < raw.length; i += 4) raw.writeUInt32LE(this.next(), i);
+      const b64 = Buffer.from(raw.toString('base64'), 'latin1');
+      for (let j = 0; j < k; j++) {
+        const at = (this.lines + j) * LINE_BYTES;
+        b64.copy(this.buf, at, j * LINE_CHARS, (j + 1) * LINE_CHARS);
+        this.buf[at + LINE_CHARS] = 13;
+        this.buf[at + LINE_CHARS + 1] = 10;
+      }
+      this.lines += k;
+    }
+    return this.buf;
+  }
+}
+
+const blockCache = new Map<number, SeedBlock>();
+
+function seedBlock(seed: number): SeedBlock {
+  const key = seed >>> 0;
+  let b = blockCache.get(key);
+  if (!b) {
+    if (blockCache.size >= 16) blockCache.delete(blockCache.keys().next().value as number);
+    b = new SeedBlock(key);
+    blockCache.set(key, b);
+  }
+  return b;
+}
+
+/** The whole block of a seed (all BLOCK_LINES lines). */
+export function base64Block(seed: number): Buffer {
+  return seedBlock(seed).ensure(BLOCK_LINES);
 }
 
 function boundaryFor(seed: number): string {
@@ -218,8 +243,8 @@ function contentTypeFor(seed: number, multipart: boolean): string {
 /** Yields the base64 region of `bytes` bytes: block lines repeated, then a short last line. */
 function* base64Chunks(seed: number, bytes: number): Generator<Buffer> {
   if (bytes <= 0) return;
-  const block = base64Block(seed);
   const fullLines = Math.floor(bytes / LINE_BYTES);
+  const block = seedBlock(seed).ensure(fullLines + 1);
   let fullBytes = fullLines * LINE_BYTES;
   let off = 0;
   while (fullBytes > 0) {
