@@ -172,6 +172,14 @@ export interface TcpSnapshot {
   mss?: number;
   pmtu?: number;
   cwnd?: number;
+  /** Exponential RTO backoff count (`backoff:n`): > 0 while retransmissions go unanswered. */
+  backoff?: number;
+  /** ms since the last ACK arrived (`lastack`): "never an ACK" shows as a large value. */
+  lastAckMs?: number;
+  /** Bytes in the send buffer not yet sent at all (`notsent`). */
+  notSent?: number;
+  /** ms the sender was limited by the peer's receive window (`rwnd_limited`): the closed-window family. */
+  rwndLimitedMs?: number;
   /** Raw `ss` line for the connection, for the curious. */
   raw?: string;
 }
@@ -196,6 +204,8 @@ export interface ProbeResult {
   probeId: string;
   runId?: string;
   profileHash?: string;
+  /** Which probe of the plan this is, `path|target|size|repeat`, set by the runner; `--resume` matches on it. */
+  key?: string;
   /** Target label (TargetSpec.name or host:port / mx:domain). */
   target: string;
   /** Path name. */
@@ -249,7 +259,11 @@ export type FindingKind =
   | 'rejection'
   | 'slow'
   | 'timeout'
-  | 'insufficient-data';
+  | 'insufficient-data'
+  /** Stalls spread over cells with no pattern by path, size or target. */
+  | 'scattered-stalls'
+  /** Probes that failed otherwise: refused, unreachable, reset, tls-error, protocol-error, dns-error. */
+  | 'failure';
 
 /** A comparator statement with its evidence. */
 export interface Finding {

@@ -2,11 +2,24 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { CliError, EXIT } from './exit.js';
 import { UnitError } from '../units.js';
+import { ProfileError } from '../profile/index.js';
 // Each command lives in its own file and exports `register(program)`; add new ones to COMMANDS.
 import { register as registerProbe } from './probe.js';
+import { register as registerLab } from './lab.js';
+import { register as registerSchema } from './schema.js';
+import { register as registerRun } from './run.js';
+import { register as registerCompare } from './compare.js';
+import { register as registerVerify } from './verify.js';
+import { register as registerBisect } from './bisect.js';
 
 const COMMANDS: Array<(program: Command) => void> = [
   registerProbe,
+  registerLab,
+  registerSchema,
+  registerRun,
+  registerCompare,
+  registerVerify,
+  registerBisect,
 ];
 
 const require = createRequire(import.meta.url);
@@ -59,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`mxprobe: ${err.message}\n`);
       return err.exitCode;
     }
-    if (err instanceof UnitError) {
+    if (err instanceof UnitError || err instanceof ProfileError) {
       process.stderr.write(`mxprobe: ${err.message}\n`);
       return EXIT.USAGE;
     }
