@@ -118,7 +118,7 @@ export function scriptedSmtp(hooks: {
   };
 }
 
-export function spec(port: number, over: Partial<ProbeSpec> & { timeouts?: Partial<Timeouts> } = {}): ProbeSpec {
+export function spec(port: number, over: Partial<Omit<ProbeSpec, "timeouts">> & { timeouts?: Partial<Timeouts> } = {}): ProbeSpec {
   const { timeouts, ...rest } = over;
   return {
     probeId: `t-${Math.random().toString(36).slice(2, 8)}`,
