@@ -222,9 +222,12 @@ function base64RegionFor(avail: number): number {
   return full * LINE_BYTES + (lastChars >= 4 ? lastChars + 2 : 0);
 }
 
-function planBody(seed: number, bodyBytes: number): BodyPlan | undefined {
-  const fixed = MULTIPART_FIXED(seed);
-  if (bodyBytes >= fixed) {
+export type BodyLayout = 'multipart' | 'text';
+
+function planBody(seed: number, bodyBytes: number, layout: BodyLayout): BodyPlan | undefined {
+  if (layout === 'multipart') {
+    const fixed = MULTIPART_FIXED(seed);
+    if (bodyBytes < fixed) return undefined;
     const region = base64RegionFor(bodyBytes - fixed);
     const pad = bodyBytes - fixed - region; // 0..5
     const s = multipartSkeleton(seed, '-'.repeat(pad));
@@ -266,9 +269,13 @@ function* base64Chunks(seed: number, bytes: number): Generator<Buffer> {
   }
 }
 
-/** The body (everything after the header block) for a seed and body size. Pure: the sink uses it to verify. */
-export function* bodyChunks(seed: number, bodyBytes: number): Generator<Buffer> {
-  const plan = planBody(seed, bodyBytes);
+/**
+ * The body (everything after the header block) for a seed, a body size and a layout. Pure: a receiver re-derives
+ * it from the X-Mxprobe header (seed, size), the header block's length and its Content-Type (multipart/mixed →
+ * 'multipart', text/plain → 'text'): see `layoutFromContentType`.
+ */
+export function* bodyChunks(seed: number, bodyBytes: number, layout: BodyLayout = 'multipart'): Generator<Buffer> {
+  const plan = planBody(seed, bodyBytes, layout);
   if (!plan) throw new MessageError(`body of ${bodyBytes} bytes is too small`);
   yield Buffer.from(plan.head, 'latin1');
   yield* base64Chunks(seed, plan.base64Bytes);
@@ -297,14 +304,15 @@ export function generatedMessage(p: MessageParams): MessageSource {
   const date = p.date ?? new Date();
   // the header's Content-Type depends on the body layout, which depends on the header size: try multipart first
   const seed = p.seed >>> 0;
+  let layout: BodyLayout = 'multipart';
   let headers = headerBlock({ ...p, date }, contentTypeFor(seed, true));
   let bodyBytes = p.sizeBytes - Buffer.byteLength(headers, 'latin1');
-  let plan = bodyBytes >= 0 ? planBody(seed, bodyBytes) : undefined;
-  if (!plan || !plan.multipart) {
+  let plan = planBody(seed, bodyBytes, 'multipart');
+  if (!plan) {
+    layout = 'text';
     headers = headerBlock({ ...p, date }, contentTypeFor(seed, false));
     bodyBytes = p.sizeBytes - Buffer.byteLength(headers, 'latin1');
-    plan = bodyBytes >= 0 ? planBody(seed, bodyBytes) : undefined;
-    if (plan?.multipart) plan = undefined; // cannot happen: the text header is shorter
+    plan = planBody(seed, bodyBytes, 'text');
   }
   if (!plan) {
     throw new MessageError(
@@ -318,9 +326,14 @@ export function generatedMessage(p: MessageParams): MessageSource {
     wireBytes: p.sizeBytes,
     *chunks() {
       yield headerBuf;
-      yield* bodyChunks(seed, finalBody);
+      yield* bodyChunks(seed, finalBody, layout);
     },
   };
+}
+
+/** The body layout a header block announces. */
+export function layoutFromContentType(contentType: string | undefined): BodyLayout {
+  return contentType && /^\s*multipart\/mixed/i.test(contentType) ? 'multipart' : 'text';
 }
 
 /** Parse `probe=<id>; size=<n>; seed=<s>` (the X-Mxprobe header value). */
