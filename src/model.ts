@@ -128,6 +128,8 @@ export interface ProbeSpec {
   tcpSnapshotMinBytes?: number;
   /** Write a pcap of a stalled probe's connection into this folder (needs tcpdump and privileges). */
   captureDir?: string;
+  /** Call a stall early (after a third of the window) when the kernel shows retransmission backoff. Default true. */
+  earlyStall?: boolean;
 }
 
 export interface SmtpReply {
@@ -247,6 +249,8 @@ export interface ProbeResult {
   captureError?: string;
   /** Stall window and the deadline of the stage it ended in, for reading the result alone. */
   stallMs?: number;
+  /** How a stall was called: the plain window, or earlier on kernel evidence of retransmission backoff. */
+  stallBy?: 'window' | 'kernel';
 }
 
 export type FindingKind =

@@ -104,6 +104,7 @@ class Transaction {
   private lastReply: SmtpReply | undefined;
   private tcp: TcpSnapshot | undefined;
   private tcpUnavailable: string | undefined;
+  private stallBy: 'window' | 'kernel' | undefined;
   private capturePath: string | undefined;
   private captureError: string | undefined;
   private tlsInfo: TlsInfo | undefined;
@@ -150,7 +151,8 @@ class Transaction {
     // (nor to quit, whose short deadline is the stall window: QUIT never changes the outcome)
     this.stallArmed = stage !== 'dns' && stage !== 'connect' && stage !== 'quit';
     this.progress();
-    if (this.stallArmed && !this.stallTimer) this.armStall(this.spec.timeouts.stallMs);
+    // first look after a third of the window (the early, kernel-evidence check), then as needed
+    if (this.stallArmed && !this.stallTimer) this.armStall(this.spec.timeouts.stallMs / 3);
   }
 
   private endStage(): void {
@@ -164,28 +166,74 @@ class Transaction {
     this.lastProgress = performance.now();
   }
 
-  /** One timer for the whole probe, re-armed for the remaining window instead of reset on every byte. */
+  /**
+   * One timer for the whole probe, re-armed for the remaining window instead of reset on every byte.
+   *
+   * With kernel evidence a stall can be called sooner: after a third of the window without progress in `body`
+   * or `dataAck`, one TCP snapshot is read; if data is outstanding and the kernel is in retransmission backoff
+   * (RTO backoff ≥ 2 with retransmits counted), segments are being lost and no ACK will
+   * come: waiting out the window would only add time. A closed window (snd_wnd 0) is flow control, not loss, and
+   * is left to the plain window.
+   */
   private armStall(ms: number): void {
     this.stallTimer = setTimeout(() => {
       this.stallTimer = undefined;
       if (this.failure || this.finishing) return;
       const idle = performance.now() - this.lastProgress;
       const win = this.spec.timeouts.stallMs;
-      if (!this.stallArmed || idle < win) {
-        this.armStall(Math.max(1, win - (this.stallArmed ? idle : 0)));
+      if (!this.stallArmed) {
+        this.armStall(win / 3);
         return;
       }
       const stage = this.current?.stage ?? 'connect';
-      void this.onStall(stage, idle);
+      if (idle >= win) {
+        void this.onStall(stage, idle);
+        return;
+      }
+      const early = win / 3;
+      if (this.spec.earlyStall !== false && idle >= early && this.earlyCheckedAt !== this.lastProgress && (stage === 'body' || stage === 'dataAck') && this.tuple) {
+        this.earlyCheckedAt = this.lastProgress;
+        void this.earlyCheck(stage);
+      }
+      this.armStall(Math.max(1, idle < early ? early - idle : win - idle));
     }, ms);
+  }
+
+  private earlyCheckedAt = -1;
+
+  private async earlyCheck(stage: Stage): Promise<void> {
+    const since = this.lastProgress;
+    const r = await tcpSnapshot(this.tuple!, 'stall', this.now()).catch(() => ({ snapshot: undefined }));
+    const t = r.snapshot;
+    if (!t || this.failure || this.finishing || this.lastProgress !== since || this.current?.stage !== stage) return;
+    // data outstanding: unacked segments, or sent (less retransmitted) bytes beyond the acknowledged ones
+    // (bytes_acked counts the SYN; ss omits zero counters, so both signs are read)
+    const outstanding = (t.unacked ?? 0) > 0 || (t.bytesSent ?? 0) - (t.bytesRetrans ?? 0) > (t.bytesAcked ?? 0) - 1;
+    if (outstanding && (t.backoff ?? 0) >= 2 && (t.retransTotal ?? 0) >= 1) {
+      const idle = performance.now() - this.lastProgress;
+      this.tcp = t;
+      this.stallBy = 'kernel';
+      const err = new ProbeError(
+        'ESTALL',
+        `no progress for ${Math.round(idle)} ms in ${stage}; the kernel is retransmitting unanswered (RTO backoff ${t.backoff}, ${t.retransTotal} retransmits, ${t.bytesAcked ?? '?'} bytes acked): declared before the ${this.spec.timeouts.stallMs} ms window`,
+        stage,
+        { lastCommand: this.lastCommand },
+      );
+      await this.declareStall(err, false);
+    }
   }
 
   private async onStall(stage: Stage, idleMs: number): Promise<void> {
     const err = new ProbeError('ESTALL', `no progress for ${Math.round(idleMs)} ms in ${stage}`, stage, { lastCommand: this.lastCommand });
+    this.stallBy = 'window';
+    await this.declareStall(err, true);
+  }
+
+  private async declareStall(err: ProbeError, takeSnapshot: boolean): Promise<void> {
     // Record the failure first (it wins over anything that races it), keep the socket until the kernel's
     // view is read, then destroy.
     this.fail(err, { keepSocket: true });
-    await this.snapshot('stall');
+    if (takeSnapshot) await this.snapshot('stall');
     if (this.opts.capture && this.tuple) {
       try {
         this.capturePath = await this.opts.capture.extract(this.tuple, this.spec.probeId);
@@ -683,6 +731,7 @@ class Transaction {
     if (this.capabilities) r.capabilities = this.capabilities;
     if (this.tcp) r.tcp = this.tcp;
     else if (this.tcpUnavailable) r.tcpUnavailable = this.tcpUnavailable;
+    if (this.stallBy && r.outcome === 'stalled') r.stallBy = this.stallBy;
     if (this.capturePath) r.capture = this.capturePath;
     if (this.captureError) r.captureError = this.captureError;
     return r;

@@ -1,0 +1,52 @@
+/**
+ * Incident 1 on loopback: an iptables rule drops the client's segments after 200 kB (connbytes), so the kernel
+ * retransmits into the void. The watchdog reads that evidence and calls the stall before the plain window.
+ * Needs root and iptables; skipped with a printed reason otherwise. The rule is removed whatever happens.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { probe } from '../../src/probe/index.js';
+import { spec, startSmtpServer } from '../helpers/servers.js';
+
+function iptablesUsable(): string | undefined {
+  if (process.platform !== 'linux') return 'not Linux';
+  if (process.getuid?.() !== 0) return 'not root';
+  const r = spawnSync('iptables', ['-S', 'OUTPUT'], { encoding: 'utf8' });
+  if (r.status !== 0) return `iptables unusable: ${r.stderr || r.error}`;
+  return undefined;
+}
+const why = iptablesUsable();
+if (why) console.warn(`early-stall test skipped: ${why}`);
+
+describe.skipIf(!!why)('kernel evidence ends a lossy stall early', () => {
+  let srv: Awaited<ReturnType<typeof startSmtpServer>>;
+  let rule: string[] = [];
+  beforeAll(async () => {
+    srv = await startSmtpServer();
+    rule = ['OUTPUT', '-o', 'lo', '-p', 'tcp', '--dport', String(srv.port), '-m', 'connbytes', '--connbytes', '200000:', '--connbytes-dir', 'original', '--connbytes-mode', 'bytes', '-j', 'DROP'];
+    execFileSync('iptables', ['-I', ...rule]);
+  });
+  afterAll(async () => {
+    spawnSync('iptables', ['-D', ...rule]);
+    await srv.close();
+  });
+
+  test('dropped segments → stalled@body by kernel evidence, well before the window; bytesAcked frozen near 200 kB', async () => {
+    const r = await probe(spec(srv.port, { sizeBytes: 4 * 1024 * 1024, timeouts: { stallMs: 9000 } }));
+    expect(r.outcome).toBe('stalled');
+    expect(['body', 'dataAck']).toContain(r.stage);
+    expect(r.stallBy).toBe('kernel');
+    expect(r.durationMs).toBeLessThan(9000);
+    expect(r.tcp?.retransTotal).toBeGreaterThan(0);
+    expect(r.tcp?.backoff).toBeGreaterThanOrEqual(2);
+    expect(r.tcp?.bytesAcked).toBeLessThan(260_000);
+    expect(r.error?.message).toMatch(/retransmitting/);
+  }, 30_000);
+
+  test('with earlyStall off the plain window decides', async () => {
+    const r = await probe(spec(srv.port, { sizeBytes: 4 * 1024 * 1024, earlyStall: false, timeouts: { stallMs: 2500 } }));
+    expect(r.outcome).toBe('stalled');
+    expect(r.stallBy).toBe('window');
+    expect(r.durationMs).toBeGreaterThanOrEqual(2400);
+  }, 30_000);
+});
