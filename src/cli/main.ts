@@ -5,6 +5,7 @@ import { UnitError } from '../units.js';
 import { ProfileError } from '../profile/index.js';
 // Each command lives in its own file and exports `register(program)`; add new ones to COMMANDS.
 import { register as registerProbe } from './probe.js';
+import { register as registerDemo } from './demo.js';
 import { register as registerLab } from './lab.js';
 import { register as registerSchema } from './schema.js';
 import { register as registerRun } from './run.js';
@@ -13,6 +14,7 @@ import { register as registerVerify } from './verify.js';
 import { register as registerBisect } from './bisect.js';
 
 const COMMANDS: Array<(program: Command) => void> = [
+  registerDemo,
   registerProbe,
   registerLab,
   registerSchema,
