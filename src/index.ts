@@ -1,0 +1,17 @@
+/**
+ * mxprobe as a library: `import { probe, runPlan, compare, loadProfile } from 'mxprobe'`.
+ * Nothing here prints, reads process.argv or exits; the CLI (src/cli) is one consumer of this API.
+ */
+export * from './model.js';
+export { parseSize, parseDuration, parseRate, formatSize, formatMs, UnitError } from './units.js';
+export * from './probe/index.js';
+export { tcpSnapshot, tcpInfoAvailable, type SocketTuple } from './probe/tcpinfo.js';
+export { startCapture, CaptureError, type CaptureSession } from './probe/capture.js';
+export * from './profile/index.js';
+export type { Plan, Threshold } from './profile/plan.js';
+export * from './run/index.js';
+export * from './analyze/index.js';
+export { readResults } from './analyze/io.js';
+export * from './sink/index.js';
+export { startRelay, parseFault, formatFault, type FaultSpec, type Relay, type RelayOptions } from './lab/relay.js';
+export { runDemo, type DemoOptions, type DemoResult } from './lab/demo.js';
