@@ -31,7 +31,7 @@ export function buildProgram(): Command {
   const program = new Command('mxprobe')
     .version(pkg.version, '-V, --version')
     .description(
-      'Synthetic SMTP delivery prober: sends size-graded test messages over chosen egress paths, times every\n' +
+      'Synthetic SMTP delivery prober: sends size-graded test messages over chosen egress paths, times every ' +
         'stage, notices stalls within seconds, attaches TCP evidence, and names the path and size that stall.',
     )
     .showHelpAfterError('(run with --help for usage)')
