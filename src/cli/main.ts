@@ -12,6 +12,7 @@ import { register as registerRun } from './run.js';
 import { register as registerCompare } from './compare.js';
 import { register as registerVerify } from './verify.js';
 import { register as registerBisect } from './bisect.js';
+import { register as registerSink } from './sink.js';
 
 const COMMANDS: Array<(program: Command) => void> = [
   registerDemo,
@@ -22,6 +23,7 @@ const COMMANDS: Array<(program: Command) => void> = [
   registerCompare,
   registerVerify,
   registerBisect,
+  registerSink,
 ];
 
 const require = createRequire(import.meta.url);

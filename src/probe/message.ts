@@ -69,7 +69,8 @@ function mulberry32(seed: number): () => number {
  * so a 1 KiB probe with its own seed pays for a few lines, not for the whole 312 KiB block.
  */
 class SeedBlock {
-  readonly buf = Buffer.allocUnsafe(BLOCK_LINES * LINE_BYTES);
+  // grown on demand (doubling) so a small probe with its own seed allocates a few KiB, not 312 KiB
+  private buf = Buffer.allocUnsafe(64 * LINE_BYTES);
   private lines = 0;
   private readonly next: () => number;
   constructor(seed: number) {
@@ -77,6 +78,13 @@ class SeedBlock {
   }
   ensure(n: number): Buffer {
     const want = Math.min(n, BLOCK_LINES);
+    if (want * LINE_BYTES > this.buf.length) {
+      let size = this.buf.length;
+      while (size < want * LINE_BYTES) size *= 2;
+      const grown = Buffer.allocUnsafe(Math.min(size, BLOCK_LINES * LINE_BYTES));
+      this.buf.copy(grown, 0, 0, this.lines * LINE_BYTES);
+      this.buf = grown;
+    }
     while (this.lines < want) {
       const k = Math.min(64, BLOCK_LINES - this.lines);
       const raw = Buffer.allocUnsafe(k * RAW_PER_LINE); // 64 × 57 = 3648 bytes = 912 words

@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ProbeResult, ProbeSpec, RecipientResult, SmtpReply, Stage, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
+import type { ProbeResult, ProbeSpec, RecipientResult, SmtpReply, Stage, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
 import { classify, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
@@ -66,8 +66,8 @@ export function validateSpec(spec: ProbeSpec): void {
   }
 }
 
-export function targetLabel(spec: ProbeSpec): string {
-  const t = spec.target;
+/** The label results and tables use for a target: its name, else `host:port`, else `mx:domain`. */
+export function targetLabel(t: TargetSpec): string {
   return t.name ?? (t.mx ? `mx:${t.mx}` : `${t.host}:${t.port}`);
 }
 
@@ -697,7 +697,7 @@ class Transaction {
     const err = this.failure;
     const r: ProbeResult = {
       probeId: spec.probeId,
-      target: targetLabel(spec),
+      target: targetLabel(spec.target),
       path: spec.path.name,
       sizeBytes: message.sizeBytes,
       seed: spec.seed,

@@ -1,0 +1,258 @@
+/**
+ * `mxprobe run PROFILE`: execute a profile's plan (paths × targets × sizes × repeat, interleaved), write one
+ * JSONL line per probe as it finishes, show progress on stderr, and end with the table of cells.
+ */
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { computeCells } from '../analyze/cells.js';
+import type { Outcome, ProbeResult } from '../model.js';
+import { applyOverrides, loadProfile, ProfileError, type Plan, type PlanOverrides } from '../profile/index.js';
+import { createRunEmitter, newRunId, RunError, runPlan, slimResult, type RunSummary } from '../run/index.js';
+import { parseSize } from '../units.js';
+import { CliError, EXIT } from './exit.js';
+import { setExitCode } from './main.js';
+import { intArg } from './options.js';
+import { attachProgress } from './progress.js';
+import { renderCellTable } from './render.js';
+
+interface RunFlags {
+  out?: string;
+  resume?: string;
+  concurrency?: number;
+  repeat?: number;
+  sizes?: number[];
+  paths?: string[];
+  seed?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** A comma-separated list flag: `--sizes 1KiB,64KiB`. */
+function listArg<T>(parse: (v: string) => T) {
+  return (v: string): T[] => {
+    const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+    if (items.length === 0) throw new InvalidArgumentError('empty list');
+    return items.map((s) => {
+      try {
+        return parse(s);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    });
+  };
+}
+
+const HELP_AFTER = `
+Examples:
+  mxprobe run profiles/lb-vs-direct.yaml
+  mxprobe run lb.yaml --sizes 16KiB,64KiB,1MiB --repeat 10 --out results/lb.jsonl
+  mxprobe run lb.yaml --resume results/lb.jsonl       # finish an interrupted run (same runId, appends)
+  mxprobe run lb.yaml --json > summary.json            # machine-readable summary on stdout, progress on stderr
+
+A profile (YAML) in brief — see profiles/ for commented examples, \`mxprobe schema\` for every key:
+  name: lb-vs-direct
+  targets: [{host: mx1.example.net, port: 25}, {mx: example.net, allMx: true}]
+  tls: starttls                         # none | starttls | require-starttls | implicit
+  paths:                                # egress routes to compare
+    - {name: via-lb, localAddress: 192.0.2.10}
+    - {name: direct, localAddress: 192.0.2.20}      # or proxy: socks5://host:1080, relay: host:587
+  sizes: [1KiB, 64KiB, 1MiB]            # exact bytes on the wire
+  repeat: 5                             # probes per cell (path x target x size)
+  concurrency: 4                        # probes in flight over the whole run
+  rate: 1/s                             # max probe starts per second per target
+  envelope: {from: probe@your.domain, to: test-mailbox@example.net}
+  timeouts: {stall: 10s, body: 3m}      # and dns, connect, command, data, dataAck
+
+Probes of all cells are shuffled (seeded) and interleaved in time, so network drift is not mistaken for a
+difference between paths. Each finished probe is appended to the results file at once (default
+results/<runId>.jsonl): a crash loses only the probes in flight, and --resume runs the missing ones.
+
+Ctrl-C stops starting probes, gives those in flight 2 s to finish (a second Ctrl-C ends them at once),
+writes the summary so far and exits 130.
+
+Exit codes: 0 every probe delivered, 1 some probe did not deliver (see the table; \`mxprobe compare FILE\` names
+the path and size), 2 bad profile or options (nothing sent), 3 environment error (results file not writable,
+source address not on this machine, tcpdump unavailable), 130 interrupted.
+Only probe servers and mailboxes you are allowed to send test mail to.`;
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .summary('run a profile: every path x target x size, interleaved, then the table of cells')
+    .description(
+      'Run the probes a profile describes: each (path, target, size) cell gets `repeat` probes, in a seeded ' +
+        'random order that interleaves the cells in time. Results go to a JSONL file, one line per probe, as each ' +
+        'finishes; progress goes to stderr; the table of cells (rows = sizes, columns = paths) ends the run.',
+    )
+    .argument('<profile>', 'profile file (YAML)')
+    .option('-o, --out <file>', 'results file (JSON Lines; default results/<runId>.jsonl)')
+    .option('--resume <file>', 'continue the run recorded in FILE: same runId, skip recorded probes, append')
+    .option('-c, --concurrency <n>', 'probes in flight at once (overrides the profile)', intArg(1))
+    .option('-r, --repeat <n>', 'probes per cell (overrides the profile)', intArg(1))
+    .option('-s, --sizes <list>', 'message sizes, comma-separated: 1KiB,64KiB,1MiB (overrides the profile)', listArg(parseSize))
+    .option('-p, --paths <list>', "only these paths, comma-separated by name (from the profile's paths)", listArg((s) => s))
+    .option('--seed <n>', 'seed of the probe order and message contents (overrides the profile)', intArg(0))
+    .option('--json', 'print one JSON summary on stdout at the end (nothing else on stdout)')
+    .option('-q, --quiet', 'no progress on stderr')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (profile: string, flags: RunFlags, cmd: Command) => {
+      setExitCode(cmd, await runCommand(profile, flags));
+    });
+}
+
+async function loadPlan(profile: string, f: RunFlags): Promise<Plan> {
+  try {
+    const plan = await loadProfile(profile);
+    const o: PlanOverrides = {};
+    if (f.sizes) o.sizes = f.sizes;
+    if (f.paths) o.paths = f.paths;
+    if (f.repeat !== undefined) o.repeat = f.repeat;
+    if (f.concurrency !== undefined) o.concurrency = f.concurrency;
+    if (f.seed !== undefined) o.seed = f.seed;
+    return Object.keys(o).length ? applyOverrides(plan, o) : plan;
+  } catch (err) {
+    if (err instanceof ProfileError) throw new CliError(err.message, EXIT.USAGE);
+    throw err;
+  }
+}
+
+const RUN_ERROR_EXIT: Record<RunError['code'], number> = {
+  EOUTPUT: EXIT.ENV,
+  ECAPTURE: EXIT.ENV,
+  EBIND: EXIT.ENV,
+  EINPUT: EXIT.USAGE,
+  EDNS: EXIT.USAGE,
+  ERESUME: EXIT.USAGE,
+};
+
+function countOutcomes(rs: readonly ProbeResult[]): Partial<Record<Outcome, number>> {
+  const c: Partial<Record<Outcome, number>> = {};
+  for (const r of rs) c[r.outcome] = (c[r.outcome] ?? 0) + 1;
+  return c;
+}
+
+function describeCounts(c: Partial<Record<Outcome, number>>): string {
+  const parts = Object.entries(c)
+    .sort((a, b) => (a[0] === 'delivered' ? -1 : b[0] === 'delivered' ? 1 : b[1] - a[1]))
+    .map(([o, n]) => `${n} ${o}`);
+  return parts.length ? parts.join(', ') : 'none';
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+export async function runCommand(profile: string, f: RunFlags): Promise<number> {
+  if (f.resume && f.out && f.out !== f.resume) {
+    throw new CliError(`--resume ${f.resume} appends to that file; drop --out ${f.out} (or give the same file)`);
+  }
+  const plan = await loadPlan(profile, f);
+  const runId = newRunId();
+  const out = f.resume ?? f.out ?? join('results', `${runId}.jsonl`);
+
+  const stderr = process.stderr;
+  const emitter = createRunEmitter();
+  const progress = f.quiet ? undefined : attachProgress(emitter, { stream: stderr });
+  const say = (s: string): void => {
+    if (progress) progress.line(s);
+  };
+  emitter.on('run:start', (e) => {
+    const shape = `${plural(e.paths.length, 'path')} x ${plural(e.targets.length, 'target')} x ${plural(e.sizes.length, 'size')} x ${e.repeat}`;
+    const rate = e.ratePerTarget ? `, at most ${+e.ratePerTarget.toFixed(3)}/s per target` : '';
+    say(`run ${e.runId}: ${plural(e.total, 'probe')} (${shape}), concurrency ${e.concurrency}${rate} → ${e.out}`);
+    if (e.resumed) say(`resuming: ${e.skipped} already recorded, ${e.pending} to go`);
+  });
+  // the summary needs every result: keep slim copies (the full ones are on their JSONL lines), so memory
+  // stays small over long runs
+  const kept: ProbeResult[] = [];
+  emitter.on('probe:end', (e) => kept.push(slimResult(e.result)));
+  // a warning when the run starts without progress output still matters
+  if (!progress) emitter.on('run:warning', (e) => stderr.write(`warning: ${e.message}\n`));
+
+  const stop = new AbortController();
+  const abandon = new AbortController();
+  let signals = 0;
+  const onSignal = (): void => {
+    signals++;
+    if (signals === 1) {
+      stop.abort();
+      if (!progress) stderr.write('stopping (Ctrl-C again to abandon the probes in flight)\n');
+    } else {
+      abandon.abort();
+      // a third Ctrl-C gets the default behaviour: the process ends at once (every finished line is written)
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let summary: RunSummary;
+  try {
+    summary = await runPlan(plan, {
+      out,
+      resume: !!f.resume,
+      // a resumed run keeps the runId recorded in its file
+      ...(f.resume ? {} : { runId }),
+      emitter,
+      keepResults: false,
+      signal: stop.signal,
+      abandonSignal: abandon.signal,
+    });
+  } catch (err) {
+    if (err instanceof RunError) throw new CliError(err.message, RUN_ERROR_EXIT[err.code]);
+    throw err;
+  } finally {
+    progress?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const all = [...summary.previous.map(slimResult), ...kept];
+  const cells = computeCells(all);
+  const counts = countOutcomes(all);
+  const notDelivered = all.length - (counts.delivered ?? 0);
+  const code = summary.interrupted || signals > 0 ? EXIT.INTERRUPTED : notDelivered > 0 ? EXIT.FINDINGS : EXIT.OK;
+  const missing = summary.total - all.filter((r) => typeof r.key === 'string').length;
+
+  if (f.json) {
+    const doc = {
+      runId: summary.runId,
+      out: summary.out,
+      profile: plan.name,
+      profileHash: summary.profileHash,
+      interrupted: summary.interrupted,
+      total: summary.total,
+      recorded: all.length,
+      skipped: summary.skipped,
+      sent: summary.recorded,
+      dropped: summary.dropped,
+      notStarted: summary.notStarted,
+      counts,
+      warnings: summary.warnings,
+      exitCode: code,
+      cells,
+    };
+    process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+  } else {
+    const color = !!process.stdout.isTTY && !process.env.NO_COLOR;
+    const lines: string[] = [];
+    lines.push('');
+    lines.push(renderCellTable(cells, { color, width: process.stdout.columns || 120 }));
+    lines.push('');
+    lines.push(`${plural(all.length, 'probe')} recorded: ${describeCounts(counts)}${summary.skipped ? ` (${summary.skipped} from before the resume)` : ''}`);
+    if (summary.interrupted || signals > 0) {
+      const lost = summary.dropped ? `; ${plural(summary.dropped, 'probe')} in flight ended by the stop, not recorded` : '';
+      lines.push(`interrupted: ${Math.max(0, missing)} of ${summary.total} probes still to run${lost}`);
+      lines.push(`finish with: mxprobe run ${profile} --resume ${summary.out}`);
+    }
+    lines.push(`results: ${summary.out}`);
+    lines.push(`next: mxprobe compare ${summary.out}    (names the path and size that stall, with evidence)`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  if (code === EXIT.INTERRUPTED) {
+    // never hang after an interrupt: a probe that ignored its abort must not keep the process alive
+    setTimeout(() => process.exit(EXIT.INTERRUPTED), 3000).unref();
+  }
+  return code;
+}
