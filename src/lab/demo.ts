@@ -87,8 +87,11 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       ...(o.abandonSignal ? { abandonSignal: o.abandonSignal } : {}),
       capture: false,
     });
-    // The receiver writes a stalled probe's record when its connection ends (the sender destroyed it at the
-    // stall): give those records a moment to arrive before joining.
+    // The receiver writes a stalled probe's record when its connection ends. A frozen relay connection never
+    // ends by itself (the relay stopped reading, so it never sees the sender's close): closing the relay ends
+    // them all, then the records get a moment to arrive before joining.
+    await relay.close();
+    relay = undefined;
     await Promise.all(
       summary.results.filter((r) => r.outcome !== 'delivered').map((r) => sink!.waitFor(r.probeId, 2000)),
     );

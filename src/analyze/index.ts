@@ -1,0 +1,23 @@
+/** Statistics and the comparator, verify (before/after), threshold search. Pure functions over ProbeResult arrays. */
+export { computeCells, cellKey, stageStats, ackedBodyOffset, sinkBodyBytes } from './cells.js';
+export type { CellStats, StageStats, StallOffset } from './cells.js';
+export { compare, findings, verdict, stagePhrase, approxSize, sizeRange } from './compare.js';
+export type { CompareOptions, CompareResult } from './compare.js';
+export { verifyRuns, evaluateThresholds, describeCell } from './verify.js';
+export type { CellVerdict, CellComparison, RunSide, VerifyResult, VerifyOptions, ThresholdResult } from './verify.js';
+export { bisect, BisectError } from './bisect.js';
+export type { BisectOptions, BisectResult, BisectStep, RunStep, StepVerdict } from './bisect.js';
+export { readResults, parseResults, ResultsInputError } from './io.js';
+export type { ResultsInputCode } from './io.js';
+export {
+  wilson,
+  fisherExact,
+  percentile,
+  median,
+  mannWhitney,
+  probesForSignificance,
+  probesPerCellForSignificance,
+  formatP,
+  formatPct,
+  Z95,
+} from './stats.js';

@@ -1,0 +1,247 @@
+/**
+ * Verify a fix: compare a baseline run with a run after the change, cell by cell, with Fisher's exact test
+ * behind every call; and evaluate k6-style thresholds on a run. Pure functions.
+ */
+import type { Outcome, ProbeResult, Stage } from '../model.js';
+import type { Threshold } from '../profile/plan.js';
+import { formatMs, formatSize } from '../units.js';
+import { type CellStats, cellKey, computeCells } from './cells.js';
+import { fisherExact, formatP, formatPct, percentile, probesPerCellForSignificance, sortedCopy, wilson } from './stats.js';
+
+/**
+ * - `fixed`: the baseline failed, the new run significantly less and no longer fails
+ * - `still-failing`: fails in both runs (possibly better or worse: see `note`)
+ * - `regressed`: significantly more failures than the baseline
+ * - `unchanged`: no significant difference, and the baseline did not fail
+ * - `inconclusive`: a difference that is not significant where it matters (a baseline failure that looks
+ *   fixed, or new failures), with the probes per cell that would decide
+ * - `not-probed`: in the baseline, not in the new run
+ * - `new`: in the new run only (no baseline to compare with)
+ */
+export type CellVerdict = 'fixed' | 'still-failing' | 'regressed' | 'unchanged' | 'inconclusive' | 'not-probed' | 'new';
+
+export interface RunSide {
+  total: number;
+  failed: number;
+  failRate: number;
+  counts: Partial<Record<Outcome, number>>;
+}
+
+export interface CellComparison {
+  path: string;
+  target: string;
+  sizeBytes: number;
+  status: CellVerdict;
+  /** The baseline cell failed (Wilson 95% lower bound of its failure rate above 5%). */
+  baselineFailing: boolean;
+  before?: RunSide;
+  after?: RunSide;
+  /** Fisher's exact test (two-sided) of failed vs delivered, before vs after. */
+  pValue?: number;
+  /** The test behind the call, in words: `Fisher exact: 12/12 → 0/12 failed, p < 0.001`. */
+  test: string;
+  note?: string;
+  /** For `inconclusive`: probes per cell that would make the observed difference significant. */
+  probesPerCellNeeded?: number;
+}
+
+export interface VerifyResult {
+  cells: CellComparison[];
+  counts: Record<CellVerdict, number>;
+  /** Baseline cells that failed, and how many of them are fixed. */
+  baselineFailing: number;
+  fixed: number;
+  regressed: number;
+}
+
+export interface VerifyOptions {
+  /** Significance level (default 0.05). */
+  alpha?: number;
+  /** A cell "fails" when the Wilson 95% lower bound of its failure rate is above this (default 0.05). */
+  failingLowerBound?: number;
+}
+
+/** A probe that did not deliver: stalled, timed out, reset, rejected, … */
+const failed = (c: CellStats): number => c.total - c.delivered;
+
+function side(c: CellStats): RunSide {
+  return { total: c.total, failed: failed(c), failRate: c.total ? failed(c) / c.total : 0, counts: c.counts };
+}
+
+function failureWords(s: RunSide): string {
+  const parts = Object.entries(s.counts)
+    .filter(([o]) => o !== 'delivered')
+    .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
+    .map(([o, n]) => `${n} ${o}`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
+/** Compare a baseline run with a new run, cell by cell (path × target × size). */
+export function verifyRuns(before: readonly ProbeResult[], after: readonly ProbeResult[], opts: VerifyOptions = {}): VerifyResult {
+  const alpha = opts.alpha ?? 0.05;
+  const lb = opts.failingLowerBound ?? 0.05;
+  const isFailing = (s: RunSide): boolean => s.failed > 0 && wilson(s.failed, s.total)[0] > lb;
+  const bCells = new Map(computeCells(before).map((c) => [cellKey(c), c]));
+  const aCells = new Map(computeCells(after).map((c) => [cellKey(c), c]));
+  const keys = [...new Set([...bCells.keys(), ...aCells.keys()])];
+  const out: CellComparison[] = [];
+  for (const k of keys) {
+    const b = bCells.get(k);
+    const a = aCells.get(k);
+    const ref = (b ?? a)!;
+    const base = { path: ref.path, target: ref.target, sizeBytes: ref.sizeBytes };
+    if (!a) {
+      const bs = side(b!);
+      out.push({ ...base, status: 'not-probed', baselineFailing: isFailing(bs), before: bs, test: `not in the new run (baseline ${bs.failed}/${bs.total} failed)` });
+      continue;
+    }
+    if (!b) {
+      const as = side(a);
+      out.push({ ...base, status: 'new', baselineFailing: false, after: as, test: `not in the baseline (now ${as.failed}/${as.total} failed)` });
+      continue;
+    }
+    const bs = side(b);
+    const as = side(a);
+    const p = fisherExact(bs.failed, bs.total - bs.failed, as.failed, as.total - as.failed);
+    const test = `Fisher exact: ${bs.failed}/${bs.total} → ${as.failed}/${as.total} failed, ${formatP(p)}`;
+    const bFail = isFailing(bs);
+    const aFail = isFailing(as);
+    const sig = p < alpha;
+    const c: CellComparison = { ...base, status: 'unchanged', baselineFailing: bFail, before: bs, after: as, pValue: p, test };
+    const need = (): number | undefined =>
+      probesPerCellForSignificance(bs.failRate, 1, as.failRate, 1, Math.max(bs.total, as.total), alpha);
+    if (bFail && !aFail) {
+      if (sig) c.status = 'fixed';
+      else {
+        c.status = 'inconclusive';
+        c.probesPerCellNeeded = need();
+        c.note = `fewer failures, not significant${c.probesPerCellNeeded ? `: ${c.probesPerCellNeeded} probes per cell in each run would decide` : ''}`;
+      }
+    } else if (bFail && aFail) {
+      if (sig && as.failRate > bs.failRate) {
+        c.status = 'regressed';
+        c.note = 'failed before, fails more now';
+      } else {
+        c.status = 'still-failing';
+        if (sig) c.note = 'improved, but still fails';
+      }
+    } else if (!bFail && aFail) {
+      if (sig) c.status = 'regressed';
+      else {
+        c.status = 'inconclusive';
+        c.probesPerCellNeeded = need();
+        c.note = `new failures, not significant${c.probesPerCellNeeded ? `: ${c.probesPerCellNeeded} probes per cell in each run would decide` : ''}`;
+      }
+    } else if (sig && as.failRate > bs.failRate) {
+      c.status = 'regressed';
+    }
+    if (c.status === 'still-failing' || c.status === 'regressed' || c.status === 'fixed') {
+      const what = c.status === 'fixed' ? bs : as;
+      const words = failureWords(what);
+      if (words) c.note = `${c.note ? `${c.note}; ` : ''}${c.status === 'fixed' ? 'was' : 'now'}${words}`;
+    }
+    out.push(c);
+  }
+  out.sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : 0) || x.sizeBytes - y.sizeBytes || (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  const counts: Record<CellVerdict, number> = { fixed: 0, 'still-failing': 0, regressed: 0, unchanged: 0, inconclusive: 0, 'not-probed': 0, new: 0 };
+  for (const c of out) counts[c.status]++;
+  return {
+    cells: out,
+    counts,
+    baselineFailing: out.filter((c) => c.baselineFailing).length,
+    fixed: counts.fixed,
+    regressed: counts.regressed,
+  };
+}
+
+/** One line per cell: `via-lb → mx:25  64KiB  fixed  Fisher exact: 12/12 → 0/12 failed, p < 0.001`. */
+export function describeCell(c: CellComparison, multiTarget: boolean): string {
+  const where = `${c.path}${multiTarget ? ` → ${c.target}` : ''} ${formatSize(c.sizeBytes)}`;
+  return `${where}: ${c.status}: ${c.test}${c.note ? ` — ${c.note}` : ''}`;
+}
+
+// ------------------------------------------------------------------------------------------------ thresholds
+
+export interface ThresholdResult {
+  threshold: Threshold;
+  /** The measured value (ms for stage metrics, a fraction for rates); absent when nothing was measured. */
+  actual?: number;
+  /** Values the statistic was computed over (probes). */
+  n: number;
+  ok: boolean;
+  /** `body: p95 < 2s — p95 1.24s over 36 probes: ok`. */
+  message: string;
+}
+
+function stat(values: number[], s: string): number {
+  const v = sortedCopy(values);
+  switch (s) {
+    case 'p50':
+      return percentile(v, 50);
+    case 'p90':
+      return percentile(v, 90);
+    case 'p95':
+      return percentile(v, 95);
+    case 'p99':
+      return percentile(v, 99);
+    case 'avg':
+      return v.reduce((a, b) => a + b, 0) / v.length;
+    case 'max':
+      return v[v.length - 1]!;
+    case 'min':
+      return v[0]!;
+    default:
+      throw new RangeError(`unknown statistic "${s}"`);
+  }
+}
+
+function holds(actual: number, op: Threshold['op'], value: number): boolean {
+  switch (op) {
+    case '<':
+      return actual < value;
+    case '<=':
+      return actual <= value;
+    case '>':
+      return actual > value;
+    case '>=':
+      return actual >= value;
+  }
+}
+
+/**
+ * Evaluate thresholds on a run.
+ * - a stage metric (`body`, `dataAck`, …) is computed over every probe that recorded time in that stage,
+ *   including the partial time of the stage a probe stalled or timed out in (a lower bound of what it would
+ *   have taken: a stalled body pushes `body: p95` up, as it should);
+ * - `total` over every probe's `durationMs`;
+ * - `stall_rate` = stalled / probes, `success_rate` = delivered / probes.
+ * A threshold with nothing to measure (no probe reached the stage) fails.
+ */
+export function evaluateThresholds(results: readonly ProbeResult[], thresholds: readonly Threshold[]): ThresholdResult[] {
+  return thresholds.map((t) => {
+    let values: number[] = [];
+    let actual: number | undefined;
+    if (t.metric === 'stall_rate' || t.metric === 'success_rate') {
+      const n = results.length;
+      const k = results.filter((r) => r.outcome === (t.metric === 'stall_rate' ? 'stalled' : 'delivered')).length;
+      if (n) actual = k / n;
+      const ok = actual !== undefined && holds(actual, t.op, t.value);
+      return {
+        threshold: t,
+        actual,
+        n,
+        ok,
+        message:
+          actual === undefined
+            ? `${t.source} — no probes: fails`
+            : `${t.source} — ${formatPct(actual)} (${k}/${n}): ${ok ? 'ok' : 'FAILED'}`,
+      };
+    }
+    if (t.metric === 'total') values = results.map((r) => r.durationMs).filter((v) => Number.isFinite(v));
+    else values = results.map((r) => r.stages?.[t.metric as Stage]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    if (!values.length) return { threshold: t, n: 0, ok: false, message: `${t.source} — no probe recorded time in ${t.metric}: fails` };
+    actual = stat(values, t.stat);
+    const ok = holds(actual, t.op, t.value);
+    return { threshold: t, actual, n: values.length, ok, message: `${t.source} — ${t.stat} ${formatMs(actual)} over ${values.length} probes: ${ok ? 'ok' : 'FAILED'}` };
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * `mxprobe compare FILE...`: the table of cells, the findings with their evidence, and the verdict, from one or
+ * many results files (e.g. one per sending host).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { compare } from '../analyze/compare.js';
+import { ResultsInputError, readResults } from '../analyze/io.js';
+import type { ProbeResult } from '../model.js';
+import { joinSink, loadSinkRecords, sinkEvidenceByCell, SinkRecordsError, type SinkRecord } from '../sink/index.js';
+import { CliError, EXIT } from './exit.js';
+import { setExitCode } from './main.js';
+import { renderCompare } from './render.js';
+import { renderSinkEvidence } from './sink.js';
+
+interface CompareFlags {
+  json?: boolean;
+  sink?: string[];
+  alpha?: number;
+  color?: boolean;
+}
+
+const HELP_AFTER = `
+What it says:
+  the table       one row per size, one column per path (x target): ✓ delivered/total median time,
+                  ✗ failures/total outcome@stage, ~ mixed
+  findings        ranked, each with its evidence: the size from which a path stalls, a path that stalls where
+                  another does not (Fisher's exact test, p-value), a target every path stalls to, the byte offset
+                  where stalled transfers stop (kernel bytes_acked, or bytes written — it says which), the kernel's
+                  mechanism (segments lost vs receiver window closed), rejections (552 size limit, 4xx greylisting),
+                  slow paths and timeouts (not stalls), and "N more probes per cell would settle this"
+  the verdict     one paragraph in plain words
+
+Examples:
+  mxprobe compare results/run-20240501.jsonl
+  mxprobe compare host-a.jsonl host-b.jsonl          # several senders: cells pool every file
+  mxprobe compare results/*.jsonl --json | jq '.findings[0]'
+  mxprobe compare run.jsonl --sink sink-records.jsonl # join what the receiver got, by probe id
+
+Exit codes: 0 no stall finding, 1 stall findings (a path, size or target that stalls, with p < alpha),
+            2 bad input (a missing file, a line that is not a probe result: named as file:line).`;
+
+function alphaArg(v: string): number {
+  const x = Number(v);
+  if (!(x > 0 && x < 1)) throw new InvalidArgumentError('expected a significance level between 0 and 1, e.g. 0.05');
+  return x;
+}
+
+/** Read results files for a command; input problems become exit 2 with the file (and line) named. */
+export async function loadResults(files: string[]): Promise<ProbeResult[]> {
+  try {
+    return await readResults(files);
+  } catch (err) {
+    if (err instanceof ResultsInputError) throw new CliError(err.message, EXIT.USAGE);
+    throw err;
+  }
+}
+
+async function loadSink(sources: string[]): Promise<SinkRecord[]> {
+  const all: SinkRecord[] = [];
+  for (const src of sources) {
+    try {
+      all.push(...(await loadSinkRecords(src)));
+    } catch (err) {
+      if (err instanceof SinkRecordsError) throw new CliError(err.message, EXIT.USAGE);
+      throw err;
+    }
+  }
+  return all;
+}
+
+export function register(program: Command): void {
+  program
+    .command('compare')
+    .summary('name the path and size that stall: table of cells, findings with evidence, verdict')
+    .description(
+      'Read results files (JSON Lines, one probe per line, as written by `mxprobe run`) and compare the cells ' +
+        '(path x target x size): which path stalls, from which size, to which target, where in the body, and how ' +
+        'sure that is. Rejections, timeouts and slow paths are reported as what they are, never as stalls.',
+    )
+    .argument('<files...>', 'results files (.jsonl); several files are pooled')
+    .option('--json', 'print {cells, findings, verdict} as JSON on stdout')
+    .option('--sink <source...>', "the receiving sink's records (file or http URL of `mxprobe sink`): stall offsets then use the bytes the receiver got")
+    .option('--alpha <p>', 'significance level of stall findings', alphaArg, 0.05)
+    .option('--no-color', 'no ANSI colours (also: NO_COLOR=1, or when stdout is not a terminal)')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (files: string[], flags: CompareFlags, cmd: Command) => {
+      let results = await loadResults(files);
+      if (results.length === 0) throw new CliError(`no probe results in ${files.join(', ')}`, EXIT.USAGE);
+      if (flags.sink?.length) results = joinSink(results, await loadSink(flags.sink));
+      const r = compare(results, { alpha: flags.alpha ?? 0.05 });
+      // the receiver's view of the probes that did not deliver, per cell (only with --sink)
+      const receiver = flags.sink?.length ? sinkEvidenceByCell(results) : undefined;
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify({ cells: r.cells, findings: r.findings, verdict: r.verdict, ...(receiver ? { receiver } : {}) }, null, 2)}\n`);
+      } else {
+        const color = flags.color !== false && !!process.stdout.isTTY && !process.env.NO_COLOR;
+        const width = process.stdout.columns || 120;
+        const runs = [...new Set(results.map((x) => x.runId).filter(Boolean))];
+        const head = `${results.length} probes from ${files.length === 1 ? files[0] : `${files.length} files`}${runs.length > 1 ? ` (${runs.length} runs)` : ''}`;
+        process.stdout.write(`${head}\n\n${renderCompare(r, { color, width })}\n`);
+        if (receiver?.length) process.stdout.write(`\n${renderSinkEvidence(receiver).join('\n')}\n`);
+      }
+      setExitCode(cmd, r.stallFindings > 0 ? EXIT.FINDINGS : EXIT.OK);
+    });
+}
