@@ -702,7 +702,24 @@ function analyse(results: readonly ProbeResult[], opts: CompareOptions): { cells
     const loose = cells.filter((c) => c.stalled > 0 && !covered.has(cellKey(c)) && !candidateCells.has(cellKey(c)));
     const n = loose.reduce((s, c) => s + c.stalled, 0);
     const all = results.length;
-    if (n > 0) {
+    const loosePaths = new Set(loose.map((c) => c.path));
+    const looseTotal = loose.reduce((s, c) => s + c.total, 0);
+    // concentrated: one path only, others clean, and most probes of those cells stalled (2/2, not 2/250)
+    const onePath = loosePaths.size === 1 && cells.some((c) => !loosePaths.has(c.path)) && n / Math.max(1, looseTotal) >= 0.5;
+    if (n > 0 && onePath) {
+      // all of them on one path while others are clean: a pattern too small to test, not "no pattern"
+      const path = [...loosePaths][0]!;
+      const sizes = [...new Set(loose.map((c) => c.sizeBytes))].sort((a, b) => a - b);
+      const tot = looseTotal;
+      out.push({
+        kind: 'insufficient-data',
+        stall: false,
+        score: score('insufficient-data'),
+        path,
+        statement: `Possibly: ${n} stall${n > 1 ? 's' : ''}, all on path ${path} (${n}/${tot} at ${sizeList(sizes)}; the other paths clean), but too few probes to tell a pattern from chance: run more probes per cell (e.g. --repeat 10).`,
+        evidence: { stalled: n, total: tot, sizes, cells: loose.map((c) => ({ path: c.path, target: c.target, sizeBytes: c.sizeBytes, stalled: c.stalled, total: c.total })) },
+      });
+    } else if (n > 0) {
       const ci = wilson(n, all);
       const serious = ci[0] > 0.05;
       out.push({

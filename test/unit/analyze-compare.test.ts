@@ -220,6 +220,17 @@ describe('compare: no pattern, or not enough data', () => {
     expect(c.stallFindings).toBe(0);
   });
 
+  it('a few stalls all in one cell of one path, too few to test: "possibly", never "no pattern"', () => {
+    const rs = grid({ paths: ['direct', 'via-lb'], sizes: [16 * KiB, 256 * KiB], repeat: 2, shape: ({ path, sizeBytes }) => (path === 'via-lb' && sizeBytes === 256 * KiB ? 'stalled' : undefined) });
+    const c = compare(rs);
+    expect(c.stallFindings).toBe(0);
+    const f = one(c.findings, 'insufficient-data');
+    expect(f).toMatchObject({ stall: false, path: 'via-lb' });
+    expect(f.statement).toMatch(/all on path via-lb \(2\/2 at 256KiB/);
+    expect(c.findings.some((x) => x.kind === 'scattered-stalls')).toBe(false);
+    expect(c.verdict).not.toMatch(/no pattern by path/);
+  });
+
   it('stalls everywhere at 20% are reported as a stall finding without a path or size', () => {
     const rs = grid({ paths: ['direct', 'via-lb'], sizes: SIZES, repeat: 10, shape: ({ i }) => (i % 5 === 0 ? 'stalled' : undefined) });
     const c = compare(rs);
