@@ -19,6 +19,7 @@ import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageS
 import { formatReply, ReplyParser } from './reply.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import type { CaptureSession } from './capture.js';
+import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
 
 export interface ProbeOptions {
   signal?: AbortSignal;
@@ -112,6 +113,8 @@ class Transaction {
   private recipients: RecipientResult[] = [];
   private server: string | undefined;
   private tuple: SocketTuple | undefined;
+  /** Address (or proxy-resolved name) the probe connected to: decides whether the target is real (guards.ts). */
+  private connectedTo: string | undefined;
 
   constructor(
     private readonly spec: ProbeSpec,
@@ -151,8 +154,8 @@ class Transaction {
     // (nor to quit, whose short deadline is the stall window: QUIT never changes the outcome)
     this.stallArmed = stage !== 'dns' && stage !== 'connect' && stage !== 'quit';
     this.progress();
-    // first look after a third of the window (the early, kernel-evidence check), then as needed
-    if (this.stallArmed && !this.stallTimer) this.armStall(this.spec.timeouts.stallMs / 3);
+    // first look after half the window (the early, kernel-evidence check), then as needed
+    if (this.stallArmed && !this.stallTimer) this.armStall(this.spec.timeouts.stallMs / 2);
   }
 
   private endStage(): void {
@@ -169,9 +172,9 @@ class Transaction {
   /**
    * One timer for the whole probe, re-armed for the remaining window instead of reset on every byte.
    *
-   * With kernel evidence a stall can be called sooner: after a third of the window without progress in `body`
-   * or `dataAck`, one TCP snapshot is read; if data is outstanding and the kernel is in retransmission backoff
-   * (RTO backoff ≥ 2 with retransmits counted), segments are being lost and no ACK will
+   * With kernel evidence a stall can be called sooner: after half the window without progress in `body` or
+   * `dataAck`, one TCP snapshot is read; if data is outstanding and the kernel is in retransmission backoff
+   * (RTO backoff ≥ 3: the same segment retransmitted three times unanswered), segments are being lost and no ACK will
    * come: waiting out the window would only add time. A closed window (snd_wnd 0) is flow control, not loss, and
    * is left to the plain window.
    */
@@ -182,7 +185,7 @@ class Transaction {
       const idle = performance.now() - this.lastProgress;
       const win = this.spec.timeouts.stallMs;
       if (!this.stallArmed) {
-        this.armStall(win / 3);
+        this.armStall(win / 2);
         return;
       }
       const stage = this.current?.stage ?? 'connect';
@@ -190,7 +193,7 @@ class Transaction {
         void this.onStall(stage, idle);
         return;
       }
-      const early = win / 3;
+      const early = win / 2;
       if (this.spec.earlyStall !== false && idle >= early && this.earlyCheckedAt !== this.lastProgress && (stage === 'body' || stage === 'dataAck') && this.tuple) {
         this.earlyCheckedAt = this.lastProgress;
         void this.earlyCheck(stage);
@@ -209,7 +212,7 @@ class Transaction {
     // data outstanding: unacked segments, or sent (less retransmitted) bytes beyond the acknowledged ones
     // (bytes_acked counts the SYN; ss omits zero counters, so both signs are read)
     const outstanding = (t.unacked ?? 0) > 0 || (t.bytesSent ?? 0) - (t.bytesRetrans ?? 0) > (t.bytesAcked ?? 0) - 1;
-    if (outstanding && (t.backoff ?? 0) >= 2 && (t.retransTotal ?? 0) >= 1) {
+    if (outstanding && (t.backoff ?? 0) >= 3 && (t.retransTotal ?? 0) >= 1) {
       const idle = performance.now() - this.lastProgress;
       this.tcp = t;
       this.stallBy = 'kernel';
@@ -353,6 +356,9 @@ class Transaction {
   }
 
   private reject(stage: Stage, r: SmtpReply): never {
+    // only a 4xx/5xx reply is a rejection; a 2xx/3xx where it does not belong (354 to EHLO, 334 to MAIL, 354 to
+    // the final dot) is a server not speaking SMTP properly: protocol-error, not `rejected` (hostile.test.ts)
+    if (r.code < 400) throw new ProbeError('EPROTOCOL', `unexpected reply in ${stage}: ${formatReply(r)}`, stage, { lastCommand: this.lastCommand });
     throw new ProbeError('EREJECTED', `${stage}: ${formatReply(r)}`, stage, { lastCommand: this.lastCommand });
   }
 
@@ -381,7 +387,7 @@ class Transaction {
       await this.transact(message);
       delivered = true;
     } catch (e) {
-      if (e instanceof ProbeError && e.code === 'EREJECTED' && !this.failure) {
+      if (e instanceof ProbeError && (e.code === 'EREJECTED' || e.code === 'ESIZE') && !this.failure) {
         // a rejection is an answer, not a broken connection: keep the socket to say QUIT
         this.failure = e;
         this.endStage();
@@ -393,7 +399,7 @@ class Transaction {
       // onStall owns the socket until the snapshot is taken; wait for it to finish
       await this.failed.catch(() => undefined);
     }
-    if (delivered || this.failure?.code === 'EREJECTED') await this.quit();
+    if (delivered || this.failure?.code === 'EREJECTED' || this.failure?.code === 'ESIZE') await this.quit();
     this.finishing = true;
     clearTimeout(this.stallTimer);
     this.endStage();
@@ -450,6 +456,7 @@ class Transaction {
           }),
         );
         this.sock = sock;
+        this.connectedTo = addr;
         this.tuple = {
           localAddress: sock.localAddress ?? '',
           localPort: sock.localPort ?? 0,
@@ -518,6 +525,11 @@ class Transaction {
       this.begin('auth');
       await this.auth();
     }
+
+    // ---- guard (guards.ts): a real target's advertised SIZE is respected unless spec.force; nothing is sent,
+    // the probe ends rejected@mail (ESIZE) and says QUIT
+    const refusal = sizeRefusal({ capabilities: this.capabilities, sizeBytes: message.sizeBytes, real: isRealProbe(spec, this.connectedTo), force: spec.force });
+    if (refusal) throw new ProbeError('ESIZE', refusal, 'mail');
 
     // ---- MAIL FROM
     this.begin('mail');
