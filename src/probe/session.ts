@@ -652,31 +652,48 @@ class Transaction {
     if (r.code !== 235) this.reject('auth', r);
   }
 
+  /**
+   * Stream the message in writes of CHUNK_BYTES, coalescing small chunks (the header block) with what follows,
+   * as an MTA writes a message: a header block written alone would travel as its own small segment and hide a
+   * PMTU blackhole from the smallest probes. Write callbacks count what the kernel accepted.
+   */
   private async sendBody(message: MessageSource): Promise<void> {
     const sock = this.sock!;
     let last: Promise<void> = Promise.resolve();
+    let pending: Buffer[] = [];
+    let pendingLen = 0;
+    const flush = async (): Promise<void> => {
+      const piece = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen);
+      pending = [];
+      pendingLen = 0;
+      const n = piece.length;
+      last = new Promise<void>((resolve) => {
+        sock.write(piece, (err) => {
+          if (!err) {
+            this.bytesWritten += n;
+            this.bodyBytesWritten! += n;
+            this.progress();
+          }
+          resolve();
+        });
+      });
+      if (sock.writableNeedDrain) {
+        await this.guard(new Promise<void>((resolve) => sock.once('drain', resolve)));
+      }
+    };
     for await (const chunk of message.chunks()) {
-      for (let off = 0; off < chunk.length; off += CHUNK_BYTES) {
+      let off = 0;
+      while (off < chunk.length) {
         if (this.failure) return this.failed;
         if (this.replies.length) return; // early reply: stop sending
-        const piece = off === 0 && chunk.length <= CHUNK_BYTES ? chunk : chunk.subarray(off, off + CHUNK_BYTES);
-        const n = piece.length;
-        last = new Promise<void>((resolve) => {
-          const ok = sock.write(piece, (err) => {
-            if (!err) {
-              this.bytesWritten += n;
-              this.bodyBytesWritten! += n;
-              this.progress();
-            }
-            resolve();
-          });
-          if (ok) return;
-        });
-        if (sock.writableNeedDrain) {
-          await this.guard(new Promise<void>((resolve) => sock.once('drain', resolve)));
-        }
+        const take = Math.min(CHUNK_BYTES - pendingLen, chunk.length - off);
+        pending.push(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take));
+        pendingLen += take;
+        off += take;
+        if (pendingLen === CHUNK_BYTES) await flush();
       }
     }
+    if (pendingLen > 0 && !this.failure) await flush();
     // the body stage ends when the kernel has accepted the last byte
     await this.guard(last);
   }
