@@ -221,7 +221,9 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
 
   it('statistic random loss on rta: TCP recovers, every probe delivers, and nothing is called a stall', async () => {
     const sizes = ['16KiB', '64KiB', '256KiB', '1MiB'];
-    const s = await scenario('lossy', { kind: 'statistic', params: { probability: 0.03, direction: 'both' } }, sizes);
+    // a 6 s window (the default is 10 s): this scenario is about TCP recovering, not about how fast a stall is
+    // called; 3 s of silence under 3% loss each way is rare but possible on a loaded 2-core machine
+    const s = await scenario('lossy', { kind: 'statistic', params: { probability: 0.03, direction: 'both' } }, sizes, { stall: '6s' });
     const c = s.compare;
     expect(c.findings.filter((f) => f.stall)).toEqual([]);
     expect(s.compareCode).toBe(0);
