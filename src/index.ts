@@ -7,6 +7,22 @@ export { parseSize, parseDuration, parseRate, formatSize, formatMs, UnitError } 
 export * from './probe/index.js';
 export { tcpSnapshot, tcpInfoAvailable, type SocketTuple } from './probe/tcpinfo.js';
 export { startCapture, CaptureError, type CaptureSession } from './probe/capture.js';
+export {
+  isLabAddress,
+  isLabHost,
+  isRealProbe,
+  advertisedSize,
+  sizeRefusal,
+  classifyTargets,
+  realTargetPolicy,
+  guardPlan,
+  messageFileIdentifies,
+  REAL_TARGET_DEFAULT_RATE,
+  REAL_TARGET_MAX_RATE,
+  type TargetClass,
+  type RealTargetPolicy,
+  type GuardResolver,
+} from './probe/guards.js';
 export * from './profile/index.js';
 export type { Plan, Threshold } from './profile/plan.js';
 export * from './run/index.js';

@@ -130,6 +130,8 @@ export interface ProbeSpec {
   captureDir?: string;
   /** Call a stall early (after a third of the window) when the kernel shows retransmission backoff. Default true. */
   earlyStall?: boolean;
+  /** Send to a real (non-loopback) target even when the probe exceeds the SIZE it advertised (src/probe/guards.ts). */
+  force?: boolean;
 }
 
 export interface SmtpReply {
@@ -187,7 +189,7 @@ export interface TcpSnapshot {
 }
 
 export interface ProbeErrorInfo {
-  /** Stable code: ETIMEDOUT, ESTALL, ECONNRESET, ECONNREFUSED, EUNREACHABLE, EADDRNOTAVAIL, ETLS, EPROTOCOL, EDNS, EREJECTED, EPROXY, ECLOSED, EMESSAGE, EABORTED */
+  /** Stable code: ETIMEDOUT, ESTALL, ECONNRESET, ECONNREFUSED, EUNREACHABLE, EADDRNOTAVAIL, ETLS, EPROTOCOL, EDNS, EREJECTED, EPROXY, ECLOSED, EMESSAGE, EABORTED, ESIZE */
   code: string;
   message: string;
   /** Last command sent (AUTH secrets masked). */

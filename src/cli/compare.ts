@@ -11,12 +11,14 @@ import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { renderCompare } from './render.js';
 import { renderSinkEvidence } from './sink.js';
+import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
 
 interface CompareFlags {
   json?: boolean;
   sink?: string[];
   alpha?: number;
   color?: boolean;
+  report?: string;
 }
 
 const HELP_AFTER = `
@@ -82,6 +84,7 @@ export function register(program: Command): void {
     .option('--sink <source...>', "the receiving sink's records (file or http URL of `mxprobe sink`): stall offsets then use the bytes the receiver got")
     .option('--alpha <p>', 'significance level of stall findings', alphaArg, 0.05)
     .option('--no-color', 'no ANSI colours (also: NO_COLOR=1, or when stdout is not a terminal)')
+    .option('--report <file.html>', REPORT_OPTION_HELP)
     .addHelpText('after', HELP_AFTER)
     .action(async (files: string[], flags: CompareFlags, cmd: Command) => {
       let results = await loadResults(files);
@@ -99,6 +102,9 @@ export function register(program: Command): void {
         const head = `${results.length} probes from ${files.length === 1 ? files[0] : `${files.length} files`}${runs.length > 1 ? ` (${runs.length} runs)` : ''}`;
         process.stdout.write(`${head}\n\n${renderCompare(r, { color, width })}\n`);
         if (receiver?.length) process.stdout.write(`\n${renderSinkEvidence(receiver).join('\n')}\n`);
+      }
+      if (flags.report) {
+        await writeCommandReport(flags.report, { title: 'mxprobe compare', subtitle: files.join(', '), results, cells: r.cells, findings: r.findings, verdict: r.verdict });
       }
       setExitCode(cmd, r.stallFindings > 0 ? EXIT.FINDINGS : EXIT.OK);
     });

@@ -12,6 +12,7 @@ import { register as registerRun } from './run.js';
 import { register as registerCompare } from './compare.js';
 import { register as registerVerify } from './verify.js';
 import { register as registerBisect } from './bisect.js';
+import { register as registerServe } from './serve.js';
 import { register as registerSink } from './sink.js';
 
 const COMMANDS: Array<(program: Command) => void> = [
@@ -24,6 +25,7 @@ const COMMANDS: Array<(program: Command) => void> = [
   registerVerify,
   registerBisect,
   registerSink,
+  registerServe,
 ];
 
 const require = createRequire(import.meta.url);

@@ -8,6 +8,7 @@ import { startCapture, type CaptureSession } from '../probe/capture.js';
 import { formatMs, formatSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
+import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // real-target safety rules (issue 9)
 import { addressArg, collect, durationArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
 
 interface ProbeFlags {
@@ -38,6 +39,7 @@ interface ProbeFlags {
   timeoutDataAck: number;
   capture?: string;
   json?: boolean;
+  force?: boolean;
 }
 
 export function register(program: Command): void {
@@ -80,6 +82,7 @@ export function register(program: Command): void {
     .option('--timeout-data-ack <duration>', 'final reply deadline', durationArg, DEFAULT_TIMEOUTS.dataAckMs)
     .option('--capture <dir>', 'write a pcap of a stalled connection into DIR (needs tcpdump and root/CAP_NET_RAW)')
     .option('--json', 'print the ProbeResult as JSON on stdout')
+    .option('--force', 'real (non-loopback) servers: send even above the SIZE the server advertises, or a --message without a test header')
     .addHelpText(
       'after',
       `
@@ -87,6 +90,11 @@ Examples:
   mxprobe probe --host mx.example.net --from probe@example.org --to postmaster@example.net --size 1MiB
   mxprobe probe --mx example.net --from a@example.org --to b@example.net --size 4MiB --local-address 192.0.2.10
   mxprobe probe --host 127.0.0.1 --port 2525 --tls none --from a@x.test --to b@x.test --size 64KiB --json
+
+Real servers (anything but loopback 127.0.0.0/8, ::1 and benchmark 198.18.0.0/15 addresses): the certificate
+is verified (--insecure to skip), a probe larger than the SIZE the server advertises in EHLO is not sent (QUIT
+instead of MAIL: rejected at mail, error ESIZE; --force sends it), and a --message file must carry an
+Auto-Submitted: or X-Mxprobe: header (--force to skip). Generated probes always carry both headers.
 
 Exit codes: 0 delivered, 1 any other outcome, 2 bad usage or input (incl. an unresolvable host), 3 environment
 error (the source address cannot be bound). Only probe servers you are allowed to send mail to.`,
@@ -132,6 +140,7 @@ function buildSpec(f: ProbeFlags): ProbeSpec {
   if (f.ehlo) spec.ehloName = f.ehlo;
   if (f.message) spec.messageFile = f.message;
   if (f.capture) spec.captureDir = f.capture;
+  if (f.force) spec.force = true; // real-target guard override (guards.ts)
   if (f.authUser !== undefined) {
     spec.auth = { user: f.authUser, passEnv: f.authPassEnv! };
     if (f.authMethod) spec.auth.method = f.authMethod;
@@ -153,6 +162,17 @@ async function runProbeCommand(f: ProbeFlags): Promise<number> {
       await dns.promises.lookup(host);
     } catch (e) {
       throw new CliError(`cannot resolve host "${host}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, EXIT.USAGE);
+    }
+  }
+  // real-target safety (src/probe/guards.ts): a replayed message must say it is a test
+  if (spec.messageFile && !f.force && (await classifyTargets([spec.target], [spec.path]))[0]!.real) {
+    const ok = await messageFileIdentifies(spec.messageFile).catch(() => true); // unreadable: the engine reports it
+    if (!ok) {
+      throw new CliError(
+        `--message ${spec.messageFile}: the target is a real server and the message has no Auto-Submitted: or X-Mxprobe: header; ` +
+          'add "Auto-Submitted: auto-generated" (and e.g. "X-Mxprobe: test") to its headers so the receiver can tell it is a test, or use --force',
+        EXIT.USAGE,
+      );
     }
   }
   let capture: CaptureSession | undefined;

@@ -14,6 +14,8 @@ import { setExitCode } from './main.js';
 import { intArg } from './options.js';
 import { attachProgress } from './progress.js';
 import { renderCellTable } from './render.js';
+import { reportInputFor } from '../report/index.js';
+import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
 
 interface RunFlags {
   out?: string;
@@ -25,6 +27,8 @@ interface RunFlags {
   seed?: number;
   json?: boolean;
   quiet?: boolean;
+  force?: boolean;
+  report?: string;
 }
 
 /** A comma-separated list flag: `--sizes 1KiB,64KiB`. */
@@ -73,6 +77,12 @@ writes the summary so far and exits 130.
 Exit codes: 0 every probe delivered, 1 some probe did not deliver (see the table; \`mxprobe compare FILE\` names
 the path and size), 2 bad profile or options (nothing sent), 3 environment error (results file not writable,
 source address not on this machine, tcpdump unavailable), 130 interrupted.
+Real servers: a target is "real" unless every host a probe of it connects to (target, MX hosts, relay) is a
+loopback (127.0.0.0/8, ::1) or benchmark (198.18.0.0/15) address. Against real targets mxprobe is a careful
+sender: at most 1 probe/s per target when the profile sets no rate, a profile rate above 1/s is refused
+without --force, a probe larger than the SIZE the server advertises is not sent (rejected at mail, ESIZE)
+without --force, certificates are verified (insecure: true to skip), and every message says it is a test
+(Auto-Submitted: auto-generated, X-Mxprobe: probe=…). envelope.to has no default: name the mailboxes.
 Only probe servers and mailboxes you are allowed to send test mail to.`;
 
 export function register(program: Command): void {
@@ -94,6 +104,8 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the probe order and message contents (overrides the profile)', intArg(0))
     .option('--json', 'print one JSON summary on stdout at the end (nothing else on stdout)')
     .option('-q, --quiet', 'no progress on stderr')
+    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises')
+    .option('--report <file.html>', REPORT_OPTION_HELP)
     .addHelpText('after', HELP_AFTER)
     .action(async (profile: string, flags: RunFlags, cmd: Command) => {
       setExitCode(cmd, await runCommand(profile, flags));
@@ -198,6 +210,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
       keepResults: false,
       signal: stop.signal,
       abandonSignal: abandon.signal,
+      force: !!f.force, // real-target guard override: rate above 1/s, probes above SIZE (src/probe/guards.ts)
     });
   } catch (err) {
     if (err instanceof RunError) throw new CliError(err.message, RUN_ERROR_EXIT[err.code]);
@@ -249,6 +262,9 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     lines.push(`results: ${summary.out}`);
     lines.push(`next: mxprobe compare ${summary.out}    (names the path and size that stall, with evidence)`);
     process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  if (f.report) {
+    await writeCommandReport(f.report, reportInputFor(all, { title: `mxprobe run — ${plan.name}`, subtitle: `profile ${profile} · results ${summary.out}` }));
   }
   if (code === EXIT.INTERRUPTED) {
     // never hang after an interrupt: a probe that ignored its abort must not keep the process alive

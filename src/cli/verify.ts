@@ -14,6 +14,8 @@ import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { attachProgress } from './progress.js';
 import { renderVerify } from './render.js';
+import { reportInputFor } from '../report/index.js';
+import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
 
 interface VerifyFlags {
   baseline: string;
@@ -24,6 +26,7 @@ interface VerifyFlags {
   json?: boolean;
   quiet?: boolean;
   color?: boolean;
+  report?: string;
 }
 
 const HELP_AFTER = `
@@ -115,6 +118,7 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON on stdout')
     .option('-q, --quiet', 'with --profile: no progress on stderr')
     .option('--no-color', 'no ANSI colours')
+    .option('--report <file.html>', REPORT_OPTION_HELP)
     .addHelpText('after', HELP_AFTER)
     .action(async (after: string | undefined, flags: VerifyFlags, cmd: Command) => {
       setExitCode(cmd, await verifyCommand(after, flags));
@@ -173,6 +177,12 @@ export async function verifyCommand(after: string | undefined, f: VerifyFlags): 
       `baseline ${f.baseline} (${before.length} probes) → new run ${afterLabel} (${afterResults.length} probes)\n\n` +
         `${renderVerify(v, th, { color, width, expectFixed: !!f.expectFixed })}\n${summary}\n`,
     );
+  }
+  if (f.report) {
+    const input = reportInputFor(afterResults, { title: 'mxprobe verify', subtitle: `baseline ${f.baseline} → new run ${afterLabel}` });
+    input.verdict = summary;
+    input.verify = { baseline: f.baseline, after: afterLabel, baselineProbes: before.length, result: v, thresholds: th, expectFixed: !!f.expectFixed };
+    await writeCommandReport(f.report, input);
   }
   return code;
 }

@@ -17,7 +17,9 @@ export type ProbeErrorCode =
   | 'EDNS'
   | 'EREJECTED'
   | 'EPROXY'
-  | 'EABORTED';
+  | 'EABORTED'
+  /** A real target advertised a SIZE below the probe's size; the probe was not sent (src/probe/guards.ts). */
+  | 'ESIZE';
 
 export class ProbeError extends Error {
   override name = 'ProbeError';
@@ -43,7 +45,9 @@ export function classify(code: ProbeErrorCode, stage: Stage): Outcome {
     case 'ESTALL':
       return 'stalled';
     case 'ETIMEDOUT':
-      return stage === 'connect' ? 'unreachable' : 'timeout';
+      // a dns deadline is a resolver that did not answer: dns-error, as when c-ares gives up first (ETIMEOUT → EDNS);
+      // `timeout` means data still moved, which never holds in dns (test/integration/mx.test.ts)
+      return stage === 'connect' ? 'unreachable' : stage === 'dns' ? 'dns-error' : 'timeout';
     case 'ECONNRESET':
     case 'ECLOSED':
       return 'reset';
@@ -60,6 +64,7 @@ export function classify(code: ProbeErrorCode, stage: Stage): Outcome {
     case 'EDNS':
       return 'dns-error';
     case 'EREJECTED':
+    case 'ESIZE':
       return 'rejected';
     case 'EABORTED':
       return 'timeout';

@@ -421,8 +421,13 @@ class Transaction {
       const mx = await this.guard(dns.promises.resolveMx(spec.target.mx).catch((e) => {
         throw new ProbeError('EDNS', `MX lookup for ${spec.target.mx} failed: ${(e as NodeJS.ErrnoException).code ?? e}`, 'dns', { cause: e });
       }));
-      if (!mx.length) throw new ProbeError('EDNS', `${spec.target.mx} has no MX records`, 'dns');
-      candidates = mx.sort((a, b) => a.priority - b.priority).map((m) => ({ host: m.exchange, port: spec.target.port }));
+      // RFC 7505 null MX (exchange "." → ''): the domain accepts no mail. Left in, lookup('') gave a null address
+      // and the probe connected to localhost (test/integration/mx.test.ts).
+      const hosts = mx.filter((m) => m.exchange !== '' && m.exchange !== '.');
+      if (!hosts.length) {
+        throw new ProbeError('EDNS', mx.length ? `${spec.target.mx} publishes a null MX (RFC 7505): it accepts no mail` : `${spec.target.mx} has no MX records`, 'dns');
+      }
+      candidates = hosts.sort((a, b) => a.priority - b.priority).map((m) => ({ host: m.exchange, port: spec.target.port }));
     } else {
       candidates = [{ host: spec.target.host!, port: spec.target.port }];
     }
@@ -529,7 +534,7 @@ class Transaction {
     // ---- guard (guards.ts): a real target's advertised SIZE is respected unless spec.force; nothing is sent,
     // the probe ends rejected@mail (ESIZE) and says QUIT
     const refusal = sizeRefusal({ capabilities: this.capabilities, sizeBytes: message.sizeBytes, real: isRealProbe(spec, this.connectedTo), force: spec.force });
-    if (refusal) throw new ProbeError('ESIZE', refusal, 'mail');
+    if (refusal) throw new ProbeError('ESIZE', refusal, 'mail', { lastCommand: this.lastCommand });
 
     // ---- MAIL FROM
     this.begin('mail');

@@ -307,6 +307,17 @@ export function computeProfileHash(plan: Plan): string {
 
 // ------------------------------------------------------------------------------------------------- loading
 
+/** True when a value from YAML contains itself (through an alias). */
+function isCyclic(v: unknown, open: Set<object> = new Set()): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  if (open.has(v)) return true;
+  open.add(v);
+  const kids = v instanceof Map ? [...v.keys(), ...v.values()] : v instanceof Set ? [...v] : Object.values(v);
+  const found = kids.some((k) => isCyclic(k, open));
+  open.delete(v);
+  return found;
+}
+
 /** Parse and validate profile text. `source` names the file in messages. Throws ProfileError listing every issue. */
 export function parseProfile(text: string, source: string, opts: LoadOptions = {}): Plan {
   const env = opts.env ?? process.env;
@@ -330,6 +341,11 @@ export function parseProfile(text: string, source: string, opts: LoadOptions = {
     value = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
     throw new ProfileError(source, [{ path: '', message: `YAML error: ${(err as Error).message}` }]);
+  }
+  // an alias inside the node it names (`x: &a [*a]`) gives a cyclic value that would recurse forever below
+  // (found by test/unit/fuzz.test.ts)
+  if (isCyclic(value)) {
+    throw new ProfileError(source, [{ path: '', message: 'YAML error: an alias (*name) refers to a node that contains it; a profile cannot be cyclic' }]);
   }
   if (value === null || value === undefined) {
     throw new ProfileError(source, [{ path: '', message: 'the profile is empty (expected keys such as name:, targets:, envelope:)' }]);

@@ -17,6 +17,7 @@ import { RunError } from './errors.js';
 import { expandPlan, newRunId, type PlannedProbe } from './expand.js';
 import { ResultsWriter, readResultsFile, type ResultsFile } from './jsonl.js';
 import { expandMxTargets, type ResolveMx } from './mx.js';
+import { guardPlan } from '../probe/guards.js'; // real-target safety rules (issue 9)
 
 export { RunError, type RunErrorCode } from './errors.js';
 export {
@@ -121,6 +122,11 @@ export interface RunOptions {
   checkBind?: boolean;
   /** Run id for a new run (default: `newRunId()`); with `resume`, must match the file's when given. */
   runId?: string;
+  /**
+   * Real targets (src/probe/guards.ts): allow a plan rate above 1/s per target, and set `force` on every probe
+   * (send even above the SIZE a real target advertises).
+   */
+  force?: boolean;
 }
 
 export interface RunSummary {
@@ -289,7 +295,18 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
   runId ??= newRunId();
 
   const targets = await expandMxTargets(plan.targets, opts.resolveMx);
+  // real-target safety (src/probe/guards.ts): at most 1 probe/s per real target when the plan sets no rate; a
+  // higher plan rate to a real target needs `force`. Lab-only plans (loopback, 198.18/15) are left as they are.
+  const resolveMx = opts.resolveMx;
+  const guard = await guardPlan({ ...plan, targets }, { force: !!opts.force, resolver: resolveMx ? { resolveMx: async (d) => (await resolveMx(d)).map((m) => m.exchange) } : {} });
+  if (guard.policy.refused) throw new RunError('EINPUT', `nothing sent: ${guard.policy.refused}`);
+  if (guard.policy.defaulted) {
+    plan = { ...plan, ratePerTarget: guard.plan.ratePerTarget }; // the profile hash stays the profile's
+    const t = guard.policy.real[0]!;
+    warn(`target ${t.label} is a real server (${t.reason}): at most ${plan.ratePerTarget}/s per target (set rate: in the profile to change it)`);
+  }
   const specs = expandPlan({ ...plan, targets }, { runId });
+  if (opts.force) for (const s of specs) s.force = true; // real-target guard override (guards.ts, `run --force`)
   const validate = opts.validate ?? (await loadEngine()).validateSpec;
   validateAll(specs, validate);
   const probeFn = opts.probeFn ?? (await loadEngine()).probe;

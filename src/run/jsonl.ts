@@ -2,7 +2,7 @@
  * The results file: JSON Lines, one ProbeResult per line, appended synchronously as each probe finishes, so a
  * crash or `kill -9` loses only the probes in flight and every complete line parses.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statfsSync, truncateSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ProbeResult } from '../model.js';
 import { RunError } from './errors.js';
@@ -73,6 +73,12 @@ export class ResultsWriter {
       w.close();
       throw err instanceof RunError ? err : new RunError('EOUTPUT', `cannot write results to ${file}: ${why(err)}`, { cause: err });
     }
+    // a full disk must fail here, before any probe is sent, not at the first line (hostile-disk.test.ts)
+    const free = freeBytes(dir);
+    if (free !== undefined && free < MIN_FREE_BYTES) {
+      w.close();
+      throw new RunError('EOUTPUT', `cannot write results to ${file}: no space left on the device (${free} bytes free; checked before sending any probe)`);
+    }
     return w;
   }
 
@@ -101,6 +107,19 @@ export class ResultsWriter {
     } catch {
       /* already closed */
     }
+  }
+}
+
+/** Free space a results file's file system must have before a run starts: a few dozen lines. */
+const MIN_FREE_BYTES = 64 * 1024;
+
+/** Bytes available to us on the file system of `dir`; undefined when it cannot be told. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,0 +1,23 @@
+/**
+ * `--report FILE.html` of `run`, `compare` and `verify`: write the self-contained HTML report after the
+ * command's own output. A report that cannot be written is an environment error (exit 3), named.
+ */
+import { ReportWriteError, writeReport, type ReportInput } from '../report/index.js';
+import { formatSize } from '../units.js';
+import { CliError, EXIT } from './exit.js';
+
+/** Help text of the option, the same for every command. */
+export const REPORT_OPTION_HELP =
+  'also write a self-contained HTML report: verdict, stall-rate heatmap (size x path), stage waterfall per cell, stall offsets vs size, every probe (opens offline)';
+
+/** Write the report; prints `report: FILE (size)` on stderr (stdout stays the command's, e.g. its --json). */
+export async function writeCommandReport(file: string, input: ReportInput): Promise<void> {
+  let bytes: number;
+  try {
+    bytes = await writeReport(file, { generatedAt: new Date().toISOString(), ...input });
+  } catch (err) {
+    if (err instanceof ReportWriteError) throw new CliError(err.message, EXIT.ENV);
+    throw err;
+  }
+  process.stderr.write(`report: ${file} (${formatSize(bytes)})\n`);
+}
