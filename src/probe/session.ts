@@ -418,8 +418,16 @@ class Transaction {
       candidates = [{ host: spec.path.relay.host, port: spec.path.relay.port }];
     } else if (spec.target.mx) {
       this.begin('dns');
-      const mx = await this.guard(dns.promises.resolveMx(spec.target.mx).catch((e) => {
-        throw new ProbeError('EDNS', `MX lookup for ${spec.target.mx} failed: ${(e as NodeJS.ErrnoException).code ?? e}`, 'dns', { cause: e });
+      const domain = spec.target.mx;
+      const mx = await this.guard(dns.promises.resolveMx(domain).catch((e: NodeJS.ErrnoException) => {
+        // RFC 5321 5.1: a domain that exists but has no MX records gets mail at its own address (implicit MX)
+        if (e.code === 'ENODATA') return [{ exchange: domain, priority: 0, implicit: true }];
+        const why =
+          e.code === 'ENOTFOUND' ? 'the domain does not exist (NXDOMAIN)'
+          : e.code === 'ETIMEOUT' ? 'no answer from the resolver'
+          : e.code === 'ESERVFAIL' ? 'the resolver answered SERVFAIL'
+          : (e.code ?? String(e));
+        throw new ProbeError('EDNS', `MX lookup for ${domain} failed: ${why} (${e.code ?? 'error'})`, 'dns', { cause: e });
       }));
       // RFC 7505 null MX (exchange "." → ''): the domain accepts no mail. Left in, lookup('') gave a null address
       // and the probe connected to localhost (test/integration/mx.test.ts).

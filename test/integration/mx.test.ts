@@ -206,14 +206,22 @@ describe('the engine with an MX target', () => {
     expect(mxQueries('nowhere.mxprobe.test').some((q) => q.rcode === 'NXDOMAIN')).toBe(true);
   });
 
-  test('a domain without MX records (NODATA): dns-error at stage dns, naming the domain', async () => {
-    dnsSrv.zone = { a: { 'nomx.mxprobe.test': ['127.0.0.1'] } };
+  test('a domain without MX records (NODATA) gets mail at its own address (RFC 5321 implicit MX)', async () => {
+    // `localhost` has no MX in the test zone: the engine falls back to the domain itself, which resolves locally
+    dnsSrv.zone = { a: { localhost: ['127.0.0.1'] } };
+    const { r, stages } = await probeMx('localhost');
+    expect(r.outcome).toBe('delivered');
+    expect(r.server).toBe('localhost');
+    expect(stages.slice(0, 3)).toEqual(['dns', 'dns', 'connect']);
+  });
+
+  test('implicit MX whose address does not resolve: dns-error at stage dns, naming the domain', async () => {
+    dnsSrv.zone = { a: { 'nomx.mxprobe.test': ['127.0.0.1'] } }; // in the test DNS, but not known to getaddrinfo
     const { r } = await probeMx('nomx.mxprobe.test');
     expect(r.outcome).toBe('dns-error');
     expect(r.stage).toBe('dns');
     expect(r.error?.code).toBe('EDNS');
     expect(r.error?.message).toMatch(/nomx\.mxprobe\.test/);
-    expect(r.error?.message).toMatch(/ENODATA/);
     expect(r.stages.connect).toBeUndefined();
   });
 
