@@ -31,3 +31,5 @@ export { readResults } from './analyze/io.js';
 export * from './sink/index.js';
 export { startRelay, parseFault, formatFault, type FaultSpec, type Relay, type RelayOptions } from './lab/relay.js';
 export { runDemo, type DemoOptions, type DemoResult } from './lab/demo.js';
+export { startServe, type Serve, type ServeOptions } from './serve/index.js';
+export { renderReport, writeReport, reportInputFor } from './report/index.js';

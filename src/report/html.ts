@@ -480,7 +480,9 @@ function renderScatter(results: readonly ProbeResult[], paths: readonly string[]
     lastLabelX = X(s);
     parts.push(`<text class="tick" x="${r1(X(s))}" y="${m.t + ph + 18}" text-anchor="middle">${esc(formatSize(s))}</text>`);
   }
-  for (let e = Math.ceil(ymin / 2) * 2; e <= ymax; e += 2) {
+  // every power of two over a narrow range, every other one (1KiB, 4KiB, 16KiB, …) over a wide one
+  const ystep = ymax - ymin < 7 ? 1 : 2;
+  for (let e = Math.ceil(ymin / ystep) * ystep; e <= ymax; e += ystep) {
     const v = 2 ** e;
     parts.push(`<line class="grid" x1="${m.l}" x2="${m.l + pw}" y1="${r1(Y(v))}" y2="${r1(Y(v))}"/>`);
     parts.push(`<text class="tick" x="${m.l - 8}" y="${r1(Y(v)) + 4}" text-anchor="end">${esc(formatSize(v))}</text>`);
