@@ -65,7 +65,7 @@ function mulberry32(seed: number): () => number {
 }
 
 /**
- * BLOCK_LINES lines of base64 (76 chars + CRLF each) derived from a seed, generated lazily 64 lines at a time,
+ * BLOCK_LINES lines of base64 (76 chars + CRLF each) derived from a seed, generated lazily (4 to 64 lines at a time),
  * so a 1 KiB probe with its own seed pays for a few lines, not for the whole 312 KiB block.
  */
 class SeedBlock {
@@ -86,8 +86,10 @@ class SeedBlock {
       this.buf = grown;
     }
     while (this.lines < want) {
-      const k = Math.min(64, BLOCK_LINES - this.lines);
-      const raw = Buffer.allocUnsafe(k * RAW_PER_LINE); // 64 × 57 = 3648 bytes = 912 words
+      // lines come in groups of 4 (4 × 57 = 228 bytes = 57 words), so the PRNG word stream, and with it the
+      // block, is the same however the lines are asked for: a 1 KiB probe pays for 4 lines, a large one for 64
+      const k = Math.min(Math.min(64, Math.max(4, Math.ceil((want - this.lines) / 4) * 4)), BLOCK_LINES - this.lines);
+      const raw = Buffer.allocUnsafe(k * RAW_PER_LINE);
       for (let i = 0; i < raw.length; i += 4) raw.writeUInt32LE(this.next(), i);
       const b64 = Buffer.from(raw.toString('base64'), 'latin1');
       for (let j = 0; j < k; j++) {

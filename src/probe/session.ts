@@ -74,6 +74,9 @@ export function targetLabel(t: TargetSpec): string {
 
 type Mark = { stage: Stage; start: number; end?: number };
 
+/** os.hostname() is a syscall: read it once. */
+let HOSTNAME: string | undefined;
+
 /** Stages whose deadline is `commandMs`. */
 const COMMAND_STAGES: ReadonlySet<Stage> = new Set(['greeting', 'ehlo', 'starttls', 'tls', 'auth', 'mail', 'rcpt', 'quit']);
 
@@ -507,7 +510,7 @@ class Transaction {
     if (greet.code !== 220) this.reject('greeting', greet);
 
     // ---- EHLO
-    const ehloName = spec.ehloName ?? os.hostname();
+    const ehloName = spec.ehloName ?? (HOSTNAME ??= os.hostname());
     this.begin('ehlo');
     await this.ehlo(ehloName);
 
@@ -666,21 +669,19 @@ class Transaction {
   }
 
   /**
-   * Stream the message in writes of CHUNK_BYTES, coalescing small chunks (the header block) with what follows,
-   * as an MTA writes a message: a header block written alone would travel as its own small segment and hide a
-   * PMTU blackhole from the smallest probes. Write callbacks count what the kernel accepted.
+   * Stream the message in writes of about CHUNK_BYTES, gathering small chunks (the header block) with what
+   * follows into one corked writev, as an MTA writes a message: a header block written alone would travel as its
+   * own small segment and hide a PMTU blackhole from the smallest probes. Gathering (not concatenating) keeps the
+   * generator's zero-copy slices zero-copy. Write callbacks count what the kernel accepted.
    */
   private async sendBody(message: MessageSource): Promise<void> {
     const sock = this.sock!;
     let last: Promise<void> = Promise.resolve();
     let pending: Buffer[] = [];
     let pendingLen = 0;
-    const flush = async (): Promise<void> => {
-      const piece = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen);
-      pending = [];
-      pendingLen = 0;
-      const n = piece.length;
-      last = new Promise<void>((resolve) => {
+    const writeOne = (piece: Buffer): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const n = piece.length;
         sock.write(piece, (err) => {
           if (!err) {
             this.bytesWritten += n;
@@ -690,20 +691,25 @@ class Transaction {
           resolve();
         });
       });
+    const flush = async (): Promise<void> => {
+      const pieces = pending;
+      pending = [];
+      pendingLen = 0;
+      if (pieces.length > 1) sock.cork();
+      for (const piece of pieces) last = writeOne(piece);
+      if (pieces.length > 1) sock.uncork();
       if (sock.writableNeedDrain) {
         await this.guard(new Promise<void>((resolve) => sock.once('drain', resolve)));
       }
     };
     for await (const chunk of message.chunks()) {
-      let off = 0;
-      while (off < chunk.length) {
+      for (let off = 0; off < chunk.length; off += CHUNK_BYTES) {
         if (this.failure) return this.failed;
         if (this.replies.length) return; // early reply: stop sending
-        const take = Math.min(CHUNK_BYTES - pendingLen, chunk.length - off);
-        pending.push(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take));
-        pendingLen += take;
-        off += take;
-        if (pendingLen === CHUNK_BYTES) await flush();
+        const piece = off === 0 && chunk.length <= CHUNK_BYTES ? chunk : chunk.subarray(off, off + CHUNK_BYTES);
+        pending.push(piece);
+        pendingLen += piece.length;
+        if (pendingLen >= CHUNK_BYTES) await flush();
       }
     }
     if (pendingLen > 0 && !this.failure) await flush();

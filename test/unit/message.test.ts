@@ -51,6 +51,15 @@ describe('generated messages', () => {
     }
   });
 
+  test('the same bytes however the seed block was grown (small probe first, or large at once)', () => {
+    const hash = (size: number) => createHash('sha256').update(collect(size, { seed: 77 })).digest('hex');
+    hash(1024);
+    hash(20_000);
+    const grown = hash(1_048_576);
+    for (let i = 0; i < 40; i++) collect(2048, { seed: 1000 + i }); // evict seed 77 from the block cache
+    expect(hash(1_048_576)).toBe(grown);
+  });
+
   test('too small names the minimum', () => {
     const min = minMessageSize(base);
     expect(() => collect(min - 1)).toThrow(MessageError);
