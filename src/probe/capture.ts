@@ -13,8 +13,9 @@
  * exits without `stop()`, an exit hook does the same, and when `setpriv` is available tcpdump is started with
  * a parent-death signal, so even a SIGKILLed prober leaves no tcpdump behind.
  */
+import { mkdirpSync } from '../fsutil.js';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve as resolvePath } from 'node:path';
 import { normalizeAddress, resolveTool, type SocketTuple } from './tcpinfo.js';
@@ -126,7 +127,7 @@ export async function startCapture(opts: CaptureOptions): Promise<CaptureSession
 
   const dir = resolvePath(opts.dir);
   try {
-    mkdirSync(dir, { recursive: true });
+    mkdirpSync(dir);
     if (!statSync(dir).isDirectory()) throw new Error('not a directory');
     accessSync(dir, fsConstants.W_OK);
   } catch (err) {

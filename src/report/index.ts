@@ -1,6 +1,7 @@
 /** The HTML report: render (pure) and write (atomically). */
+import { mkdirp } from '../fsutil.js';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { compare, type CompareOptions } from '../analyze/compare.js';
 import type { ProbeResult } from '../model.js';
@@ -29,7 +30,7 @@ export async function writeReport(file: string, input: ReportInput): Promise<num
   const target = resolve(file);
   const tmp = `${target}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`;
   try {
-    await mkdir(dirname(target), { recursive: true });
+    await mkdirp(dirname(target));
     await writeFile(tmp, html, 'utf8');
     await rename(tmp, target);
   } catch (err) {

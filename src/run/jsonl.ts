@@ -2,7 +2,8 @@
  * The results file: JSON Lines, one ProbeResult per line, appended synchronously as each probe finishes, so a
  * crash or `kill -9` loses only the probes in flight and every complete line parses.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statfsSync, truncateSync, writeSync } from 'node:fs';
+import { mkdirpSync } from '../fsutil.js';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statfsSync, truncateSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ProbeResult } from '../model.js';
 import { RunError } from './errors.js';
@@ -43,7 +44,7 @@ export class ResultsWriter {
   static open(file: string, opts: { truncateTo?: number } = {}): ResultsWriter {
     const dir = dirname(file);
     try {
-      mkdirSync(dir, { recursive: true });
+      mkdirpSync(dir);
     } catch (err) {
       throw new RunError('EOUTPUT', `cannot write results to ${file}: cannot create the folder ${dir} (${why(err)})`, { cause: err });
     }

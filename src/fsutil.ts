@@ -1,0 +1,44 @@
+/** Small filesystem helpers shared by the modules that write files. */
+import { mkdirSync, statSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+
+function missingAncestors(dir: string, exists: (p: string) => boolean): string[] {
+  const out: string[] = [];
+  let p = resolve(dir);
+  while (!exists(p)) {
+    out.unshift(p);
+    const up = dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  return out;
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's `mkdirSync(dir, { recursive: true })` never returns for some paths
+ * (e.g. under /proc, where each level fails with ENOENT again); creating each missing level without `recursive`
+ * fails at once with the real error instead.
+ */
+export function mkdirpSync(dir: string): void {
+  for (const p of missingAncestors(dir, (q) => { try { statSync(q); return true; } catch { return false; } })) {
+    mkdirSync(p);
+  }
+}
+
+export async function mkdirp(dir: string): Promise<void> {
+  const levels: string[] = [];
+  let p = resolve(dir);
+  for (;;) {
+    try {
+      await stat(p);
+      break;
+    } catch {
+      levels.unshift(p);
+      const up = dirname(p);
+      if (up === p) break;
+      p = up;
+    }
+  }
+  for (const l of levels) await mkdir(l);
+}
