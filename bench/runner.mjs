@@ -2,7 +2,7 @@
 // whole runner (expansion, validation, scheduling, events, one JSONL line written per probe) next to the engine
 // alone in a p-limit loop; RSS sampled every 1,000 probes (it should stay flat) and the peak.
 // Falls back to a smtp-server child process when smtp-sink is not installed (apt-get install postfix).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,6 +117,14 @@ async function runnerAlone(p, out) {
   return ((performance.now() - t0) * 1000) / kept.length;
 }
 
+// `--runner-only PORT OUT`: the runner phase alone in a fresh process, for a clean RSS figure (the parent's
+// engine-alone phases leave their garbage in its heap)
+if (process.argv[2] === '--runner-only') {
+  const r = await throughRunner(plan(Number(process.argv[3]), COUNT), process.argv[4]);
+  console.log(JSON.stringify({ perSec: r.perSec, ok: r.ok, rss: r.rss, peak: r.peak, maxRssKiB: process.resourceUsage().maxRSS }));
+  process.exit(0);
+}
+
 const sink = (await startSmtpSink()) ?? (await startSmtpServerChild());
 const sinkName = sink.name ?? 'Postfix smtp-sink';
 const dir = mkdtempSync(join(tmpdir(), 'mxprobe-bench-'));
@@ -129,12 +137,16 @@ try {
   const specs = expandPlan(p, { runId: 'x' });
   console.log(`plan expansion of ${fmt(specs.length)} specs (shuffle, ids, seeds): ${fmt(performance.now() - t0)} ms`);
 
-  await engineAlone(plan(sink.port, 500), 500); // warm-up
+  await engineAlone(plan(sink.port, 2000), 2000); // warm-up (JIT, caches)
   const e1 = await engineAlone(p, COUNT);
-  globalThis.gc?.();
-  const rssBefore = process.memoryUsage().rss;
   const r = await throughRunner(p, join(dir, 'bench.jsonl'));
   const e2 = await engineAlone(p, COUNT); // again, to bracket the runner and see the noise
+  const fresh = JSON.parse(
+    execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--runner-only', String(sink.port), join(dir, 'fresh.jsonl')], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .pop(),
+  );
   const engine = (e1.perSec + e2.perSec) / 2;
   const lines = readFileSync(join(dir, 'bench.jsonl'), 'utf8').split('\n').filter(Boolean).length;
 
@@ -150,12 +162,11 @@ try {
       `= ${fmt((us * engine) / 1e4, 1)}% of the time per probe at the engine's ${fmt(engine)} probes/s`,
   );
   console.log(`stage events delivered to a subscriber: ${fmt(r.stageEvents)}`);
-  console.log(`RSS during the run (MB), every 1,000 probes: ${r.rss.map(([, v]) => fmt(mb(v))).join(' ')}`);
-  const first = r.rss[0]?.[1] ?? 0;
-  const last = r.rss.at(-1)?.[1] ?? 0;
-  console.log(`RSS growth from 1,000 to ${fmt(r.rss.at(-1)?.[0] ?? 0)} probes: ${fmt(mb(last - first), 1)} MB; peak RSS ${fmt(mb(r.peak))} MB (target < 150 MB)`);
-  console.log(`RSS before the runner phase: ${fmt(mb(rssBefore))} MB (node, modules, and the engine phases' heap)`);
-  console.log(`(slim copies of every result are kept for the summary, as mxprobe run does: ~${fmt((last - first) / Math.max(1, (r.rss.at(-1)?.[0] ?? 1) - 1000))} bytes per probe)`);
+  console.log(`RSS of the runner in a fresh process (MB), every 1,000 probes: ${fresh.rss.map(([, v]) => fmt(mb(v))).join(' ')}`);
+  const first = fresh.rss[0]?.[1] ?? 0;
+  const last = fresh.rss.at(-1)?.[1] ?? 0;
+  console.log(`RSS growth from 1,000 to ${fmt(fresh.rss.at(-1)?.[0] ?? 0)} probes: ${fmt(mb(last - first), 1)} MB; peak RSS ${fmt(fresh.maxRssKiB / 1024)} MB (target < 150 MB); ${fmt(fresh.perSec)} probes/s`);
+  console.log(`(slim copies of every result are kept for the summary, as mxprobe run does: ~${fmt((last - first) / Math.max(1, (fresh.rss.at(-1)?.[0] ?? 1) - 1000))} bytes per probe)`);
 } finally {
   sink.stop();
   rmSync(dir, { recursive: true, force: true });
