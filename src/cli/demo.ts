@@ -10,6 +10,7 @@ import { createRunEmitter, RunError } from '../run/index.js';
 import { formatMs } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
+import { RUN_ERROR_EXIT } from './run.js';
 import { durationArg, intArg, sizeArg } from './options.js';
 import { attachProgress } from './progress.js';
 import { renderCompare } from './render.js';
@@ -107,7 +108,7 @@ async function demoCommand(f: DemoFlags): Promise<number> {
       abandonSignal: abandon.signal,
     });
   } catch (e) {
-    if (e instanceof RunError) throw new CliError(e.message, EXIT.ENV);
+    if (e instanceof RunError) throw new CliError(e.message, RUN_ERROR_EXIT[e.code]);
     throw e;
   } finally {
     progress?.stop();

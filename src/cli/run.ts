@@ -128,7 +128,8 @@ async function loadPlan(profile: string, f: RunFlags): Promise<Plan> {
   }
 }
 
-const RUN_ERROR_EXIT: Record<RunError['code'], number> = {
+/** Runner errors → exit codes (shared by every command that runs a plan). */
+export const RUN_ERROR_EXIT: Record<RunError['code'], number> = {
   EOUTPUT: EXIT.ENV,
   ECAPTURE: EXIT.ENV,
   EBIND: EXIT.ENV,

@@ -13,6 +13,7 @@ import { loadResults } from './compare.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { attachProgress } from './progress.js';
+import { RUN_ERROR_EXIT } from './run.js';
 import { renderVerify } from './render.js';
 import { reportInputFor } from '../report/index.js';
 import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
@@ -59,14 +60,6 @@ function thresholdArg(v: string, prev: Threshold[] = []): Threshold[] {
   }
 }
 
-const RUN_ERROR_EXIT: Record<RunError['code'], number> = {
-  EOUTPUT: EXIT.ENV,
-  ECAPTURE: EXIT.ENV,
-  EBIND: EXIT.ENV,
-  EINPUT: EXIT.USAGE,
-  EDNS: EXIT.USAGE,
-  ERESUME: EXIT.USAGE,
-};
 
 /** Load a profile for a command; profile problems become exit 2 with the field named. */
 export async function loadPlanOrExit(profile: string): Promise<Plan> {

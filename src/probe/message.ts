@@ -17,6 +17,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { mulberry32 } from '../prng.js';
 
 export class MessageError extends Error {
   override name = 'MessageError';
@@ -53,16 +54,6 @@ export const CHUNK_BYTES = 16 * 1024;
 // ---------------------------------------------------------------------------------------------------------------
 // Deterministic pseudo-random block per seed
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /**
  * BLOCK_LINES lines of base64 (76 chars + CRLF each) derived from a seed, generated lazily (4 to 64 lines at a time),

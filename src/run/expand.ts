@@ -8,6 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ProbeResult, ProbeSpec, TargetSpec } from '../model.js';
 import type { Plan } from '../profile/plan.js';
+import { mulberry32 } from '../prng.js';
 
 /** A probe spec as the runner schedules it: the spec plus where it sits in the plan. */
 export interface PlannedProbe extends ProbeSpec {
@@ -47,16 +48,10 @@ export function newRunId(now: Date = new Date()): string {
   return `${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
-/** mulberry32: small, fast, good enough for shuffling; deterministic from a 32-bit seed. */
+/** mulberry32 as floats in [0, 1): small, fast, good enough for shuffling; deterministic from a 32-bit seed. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /** Fisher–Yates in place with the given random source. */
