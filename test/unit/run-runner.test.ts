@@ -73,7 +73,7 @@ describe('runPlan', () => {
     const err = await runPlan(makePlan(), { out: join(dir, 'afile', 'r.jsonl'), probeFn: fake.fn }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RunError);
     expect((err as RunError).code).toBe('EOUTPUT');
-    expect((err as Error).message).toMatch(/cannot write results to .*afile\/r\.jsonl: cannot create the folder .*afile \(a part of the path is a file/);
+    expect((err as Error).message).toMatch(/cannot write results to .*afile\/r\.jsonl: .*a part of the path is a file/);
     expect(fake.calls).toHaveLength(0);
   });
 
