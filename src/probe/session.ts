@@ -713,8 +713,10 @@ class Transaction {
       }
     }
     if (pendingLen > 0 && !this.failure) await flush();
-    // the body stage ends when the kernel has accepted the last byte
-    await this.guard(last);
+    // The body stage ends when the kernel has accepted the last byte. Nothing left in the socket's own buffer
+    // means every write went into the kernel synchronously (the common case for small messages): no need to wait
+    // a loop turn for the callback before the final dot.
+    if (sock.writableLength > 0) await this.guard(last);
   }
 
   private async quit(): Promise<void> {
