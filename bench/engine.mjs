@@ -2,6 +2,7 @@
 // 16 MiB probes, each next to Postfix's smtp-source against the same smtp-sink in the same run; the message
 // generator's MB/s into a discard receiver; peak RSS of one 64 MiB probe.
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { probe } from '../dist/probe/index.js';
@@ -32,6 +33,49 @@ async function engine(port, { sizeBytes, count, concurrency }) {
   return { perSec: count / s, mbPerSec: (count * sizeBytes) / s / 1e6, ok, count };
 }
 
+/**
+ * A minimal hand-written Node SMTP client (no stage marks, deadlines, watchdog, message generator or result): the
+ * ceiling Node itself allows here, to tell the engine's own cost from the runtime's.
+ */
+async function minimalNode(port, { count, concurrency }) {
+  const body = Buffer.alloc(1024, 'a');
+  body.write('Subject: x\r\n\r\n');
+  const session = () =>
+    new Promise((resolve, reject) => {
+      const sock = net.connect({ host: '127.0.0.1', port });
+      sock.setNoDelay(true);
+      const steps = ['EHLO bench\r\n', 'MAIL FROM:<probe@mxprobe.test>\r\n', 'RCPT TO:<sink@mxprobe.test>\r\n', 'DATA\r\n', null, 'QUIT\r\n'];
+      let i = 0;
+      let buf = '';
+      sock.on('data', (d) => {
+        buf += d;
+        let idx;
+        while ((idx = buf.indexOf('\r\n')) >= 0) {
+          const line = buf.slice(0, idx);
+          buf = buf.slice(idx + 2);
+          if (line[3] === '-') continue;
+          if (i < steps.length) {
+            const st = steps[i++];
+            if (st === null) sock.write(Buffer.concat([body, Buffer.from('\r\n.\r\n')]));
+            else sock.write(st);
+          } else {
+            sock.destroy();
+            resolve();
+          }
+        }
+      });
+      sock.on('error', reject);
+      sock.on('end', () => {
+        sock.destroy();
+        resolve();
+      });
+    });
+  let started = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => { while (started++ < count) await session(); }));
+  return { perSec: count / ((performance.now() - t0) / 1000) };
+}
+
 function source(port, { sizeBytes, count, concurrency }) {
   const bin = which('smtp-source');
   const t0 = performance.now();
@@ -46,13 +90,14 @@ if (!sink) {
 } else {
   try {
     console.log(`against Postfix smtp-sink on 127.0.0.1:${sink.port}\n`);
-    console.log('1 KiB probes, sessions/s      mxprobe    smtp-source   ratio');
+    console.log('1 KiB probes, sessions/s      mxprobe    smtp-source   ratio   (minimal Node client)');
     for (const c of [1, 10, 50]) {
       const count = c === 1 ? 1500 : 5000;
       await engine(sink.port, { sizeBytes: 1024, count: 200, concurrency: c }); // warm-up
       const m = await engine(sink.port, { sizeBytes: 1024, count, concurrency: c });
       const s = source(sink.port, { sizeBytes: 1024, count, concurrency: c });
-      console.log(`  concurrency ${String(c).padEnd(4)}          ${fmt(m.perSec).padStart(8)}   ${fmt(s.perSec).padStart(10)}   ${fmt(m.perSec / s.perSec, 2)}x   (${m.ok}/${m.count} delivered)`);
+      const n = await minimalNode(sink.port, { count, concurrency: c });
+      console.log(`  concurrency ${String(c).padEnd(4)}          ${fmt(m.perSec).padStart(8)}   ${fmt(s.perSec).padStart(10)}   ${fmt(m.perSec / s.perSec, 2)}x   (${fmt(n.perSec)})   (${m.ok}/${m.count} delivered)`);
     }
     console.log('\nthroughput, MB/s (1 session)  mxprobe    smtp-source   ratio');
     for (const [label, size, count] of [['1 MiB', 1 << 20, 200], ['16 MiB', 16 << 20, 20]]) {
