@@ -2,18 +2,10 @@
  * Synthetic ProbeResults with known answers, for comparator tests. Deterministic (seeded jitter).
  */
 import type { Outcome, ProbeResult, Stage, TcpSnapshot } from '../../src/model.js';
+import { prng } from '../../src/run/expand.js';
 
-/** mulberry32: small deterministic PRNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded floats in [0, 1) (the runner's shuffle PRNG). */
+export const rng = prng;
 
 /** Bytes of SMTP commands before the message (EHLO, MAIL, RCPT, DATA). */
 export const PRE_BODY_BYTES = 120;
