@@ -176,7 +176,7 @@ class Transaction {
    * One timer for the whole probe, re-armed for the remaining window instead of reset on every byte.
    *
    * With kernel evidence a stall can be called sooner: after half the window without progress in `body` or
-   * `dataAck`, one TCP snapshot is read; if data is outstanding and the kernel is in retransmission backoff
+   * `dataAck`, a TCP snapshot is read (then every eighth of the window, one at a time); if data is outstanding and the kernel is in retransmission backoff
    * (RTO backoff ≥ 3: the same segment retransmitted three times unanswered), segments are being lost and no ACK will
    * come: waiting out the window would only add time. A closed window (snd_wnd 0) is flow control, not loss, and
    * is left to the plain window.
@@ -196,16 +196,28 @@ class Transaction {
         void this.onStall(stage, idle);
         return;
       }
+      // from half the window on, look at the kernel every eighth of the window (backoff may mature late)
       const early = win / 2;
-      if (this.spec.earlyStall !== false && idle >= early && this.earlyCheckedAt !== this.lastProgress && (stage === 'body' || stage === 'dataAck') && this.tuple) {
-        this.earlyCheckedAt = this.lastProgress;
-        void this.earlyCheck(stage);
+      const every = win / 8;
+      const now = performance.now();
+      if (
+        this.spec.earlyStall !== false &&
+        idle >= early &&
+        !this.earlyInFlight &&
+        now - this.lastEarlyCheck >= every - 1 &&
+        (stage === 'body' || stage === 'dataAck') &&
+        this.tuple
+      ) {
+        this.lastEarlyCheck = now;
+        this.earlyInFlight = true;
+        void this.earlyCheck(stage).finally(() => (this.earlyInFlight = false));
       }
-      this.armStall(Math.max(1, idle < early ? early - idle : win - idle));
+      this.armStall(Math.max(1, idle < early ? early - idle : Math.min(every, win - idle)));
     }, ms);
   }
 
-  private earlyCheckedAt = -1;
+  private lastEarlyCheck = -Infinity;
+  private earlyInFlight = false;
 
   private async earlyCheck(stage: Stage): Promise<void> {
     const since = this.lastProgress;
