@@ -55,15 +55,23 @@ Exit codes: 0 clean, 1 findings / not delivered, 2 bad usage or input, 3 environ
   return program;
 }
 
-/** Parse argv and run a command; resolves to the process exit code. Never calls process.exit itself. */
-export async function main(argv: string[]): Promise<number> {
-  // `mxprobe … | head`: a closed pipe ends the output, not the process with a stack trace
+let pipeGuarded = false;
+
+/** `mxprobe … | head`: a closed pipe ends the output, not the process with a stack trace. Installed once. */
+function quietOnClosedPipe(): void {
+  if (pipeGuarded) return;
+  pipeGuarded = true;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
       throw e;
     });
   }
+}
+
+/** Parse argv and run a command; resolves to the process exit code. Never calls process.exit itself. */
+export async function main(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   const program = buildProgram();
   let code: number = EXIT.OK;
   // commands report their exit code through this hook

@@ -3,41 +3,18 @@
  * input errors; `bisect` and `verify --profile` end to end against a real smtp-server behind the lab's
  * fault-injecting relay on 127.0.0.1.
  */
+import { runMain } from '../helpers/cli.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseFault, startRelay, type Relay } from '../../src/lab/relay.js';
 import type { ProbeResult } from '../../src/model.js';
 import { startSmtpServer } from '../helpers/servers.js';
 import { KiB, MiB, SIZES, grid } from '../unit/fixtures.js';
 
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-async function cli(...args: string[]): Promise<Ran> {
-  let stdout = '';
-  let stderr = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  });
-  try {
-    const code = await main(['node', 'mxprobe', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = runMain;
 
 let dir: string;
 const jsonl = (rs: ProbeResult[]): string => rs.map((r) => JSON.stringify(r)).join('\n') + '\n';

@@ -2,18 +2,17 @@
  * `mxprobe lab relay` as a user runs it: a child process, real sockets on 127.0.0.1, SIGINT to stop.
  * Also measures the relay's own memory while 64 MiB pass through it (Linux: /proc/PID/status).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { spawnCli } from '../helpers/cli.js';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'bin/mxprobe.js');
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
@@ -46,43 +45,9 @@ interface Running {
 }
 
 function runCli(args: string[]): Running {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanups.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const lines: string[] = [];
-  const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    lines.push(line);
-    for (const w of [...waiters]) {
-      if (w.re.test(line)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
-    }
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    stderr: () => err,
-    exit,
-    waitLine: (re, timeoutMs = 20_000) =>
-      new Promise<string>((resolve, reject) => {
-        const hit = lines.find((l) => re.test(l));
-        if (hit) return resolve(hit);
-        const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs}ms; stdout:\n${lines.join('\n')}\nstderr:\n${err}`)), timeoutMs);
-        waiters.push({
-          re,
-          resolve: (l) => {
-            clearTimeout(timer);
-            resolve(l);
-          },
-        });
-      }),
-  };
+  const r = spawnCli(args);
+  cleanups.push(r.kill);
+  return r;
 }
 
 interface SinkConn {

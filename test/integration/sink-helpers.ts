@@ -2,12 +2,12 @@
  * A deliberately small raw SMTP client for the sink tests: no library between the test and the bytes on the
  * wire, so a test can stop after exactly N message bytes, flip a byte, go silent, or reset the connection.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { spawnCli } from '../helpers/cli.js';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { generatedMessage } from '../../src/probe/message.js';
@@ -192,7 +192,6 @@ function expectCode(r: Reply, code: number): void {
 // `mxprobe sink` as a child process
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'bin/mxprobe.js');
 
 /** Build dist/ when the sink sources are newer than it (tsc emits even when other files have type errors). */
 export function ensureBuilt(): void {
@@ -226,59 +225,19 @@ export interface RunningSink {
 }
 
 export function runSinkCli(args: string[]): RunningSink {
-  const child = spawn(process.execPath, [BIN, 'sink', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    lines.push(line);
-    for (const w of [...waiters]) {
-      if (w.re.test(line)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
-    }
-  });
-  let err = '';
-  let onErr: () => void = () => undefined;
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-    onErr();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const r = spawnCli(['sink', ...args]);
   const ready = new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
-    onErr = () => {
+    r.onStderr((err) => {
       const m = /listening on \S+:(\d+)/.exec(err);
       if (m && /Ctrl-C to stop/.test(err)) {
         const h = /served at http:\/\/\S+?:(\d+)\//.exec(err);
         resolve(h ? { port: Number(m[1]), httpPort: Number(h[1]) } : { port: Number(m[1]) });
       }
-    };
-    void exit.then((code) => reject(new Error(`mxprobe sink exited (${code}) before listening:\n${err}`)));
+    });
+    void r.exit.then((code) => reject(new Error(`mxprobe sink exited (${code}) before listening:\n${r.stderr()}`)));
   });
   ready.catch(() => undefined);
-  return {
-    child,
-    lines,
-    stderr: () => err,
-    ready,
-    exit,
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
-    waitLine: (re, timeoutMs = 20_000) =>
-      new Promise<string>((resolve, reject) => {
-        const hit = lines.find((l) => re.test(l));
-        if (hit) return resolve(hit);
-        const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs}ms; stdout:\n${lines.join('\n')}\nstderr:\n${err}`)), timeoutMs);
-        waiters.push({
-          re,
-          resolve: (l) => {
-            clearTimeout(timer);
-            resolve(l);
-          },
-        });
-      }),
-  };
+  return { ...r, ready };
 }
 
 /** Run `mxprobe sink ...` that is expected to exit by itself (bad usage, cannot listen). */

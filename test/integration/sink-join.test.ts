@@ -4,11 +4,11 @@
  * The sender sees a stall waiting for the final reply with every byte "written"; the sink saw exactly the bytes
  * the relay let through. The join says so, and `mxprobe compare --sink` prints it.
  */
+import { runMain } from '../helpers/cli.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseFault, startRelay, type Relay } from '../../src/lab/relay.js';
 import type { ProbeResult } from '../../src/model.js';
 import { describeSinkEvidence, joinSink, loadSinkRecords, sinkEvidenceByCell, startSink, type Sink, type SinkEvidenceGroup } from '../../src/sink/index.js';
@@ -17,24 +17,7 @@ import { openTransaction, probeMessage } from './sink-helpers.js';
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  });
-  try {
-    return { code: await main(['node', 'mxprobe', ...args]), stdout, stderr };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = runMain;
 
 /** What the sending side measured, shaped as the prober reports it (the engine is not under test here). */
 function senderResult(over: Partial<ProbeResult> & { probeId: string; path: string }): ProbeResult {
