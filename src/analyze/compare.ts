@@ -9,6 +9,7 @@
  */
 import type { Finding, FindingKind, ProbeResult, Stage, TcpSnapshot } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
+import { dataOutstanding } from '../probe/evidence.js';
 import { type CellStats, type StallOffset, ackedBodyOffset, cellKey, computeCells, sinkBodyBytes } from './cells.js';
 import {
   fisherExact,
@@ -806,7 +807,8 @@ function mechanismOf(stalled: ProbeResult[]): Omit<Finding, 'path'> | undefined 
   const snaps = stalled.map((r) => r.tcp).filter((s): s is TcpSnapshot => !!s);
   if (!snaps.length) return undefined;
   const retr = (s: TcpSnapshot): number => Math.max(s.retrans ?? 0, s.backoff ?? 0);
-  const lost = snaps.filter((s) => (retr(s) > 0 || ((s.retransTotal ?? 0) > 0 && (s.unacked ?? 0) > 0)) && (s.unacked ?? 0) > 0 && s.sndWnd !== 0);
+  // the same "data outstanding" test the engine's early stall uses
+  const lost = snaps.filter((s) => (retr(s) > 0 || (s.retransTotal ?? 0) > 0) && dataOutstanding(s) && s.sndWnd !== 0);
   // zero-window probes raise `backoff` but are not retransmissions: the head's `retrans` stays 0
   const closed = snaps.filter((s) => s.sndWnd === 0 && (s.retrans ?? 0) === 0);
   const med = (xs: number[]): number | undefined => (xs.length ? median(xs) : undefined);

@@ -18,6 +18,7 @@ import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
 import { formatReply, ReplyParser } from './reply.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
+import { dataOutstanding } from './evidence.js';
 import type { CaptureSession } from './capture.js';
 import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
 
@@ -224,10 +225,7 @@ class Transaction {
     const r = await tcpSnapshot(this.tuple!, 'stall', this.now()).catch(() => ({ snapshot: undefined }));
     const t = r.snapshot;
     if (!t || this.failure || this.finishing || this.lastProgress !== since || this.current?.stage !== stage) return;
-    // data outstanding: unacked segments, or sent (less retransmitted) bytes beyond the acknowledged ones
-    // (bytes_acked counts the SYN; ss omits zero counters, so both signs are read)
-    const outstanding = (t.unacked ?? 0) > 0 || (t.bytesSent ?? 0) - (t.bytesRetrans ?? 0) > (t.bytesAcked ?? 0) - 1;
-    if (outstanding && (t.backoff ?? 0) >= 3 && (t.retransTotal ?? 0) >= 1) {
+    if (dataOutstanding(t) && (t.backoff ?? 0) >= 3 && (t.retransTotal ?? 0) >= 1) {
       const idle = performance.now() - this.lastProgress;
       this.tcp = t;
       this.stallBy = 'kernel';

@@ -389,3 +389,5 @@ export async function tcpSnapshot(
   }
   return { snapshot: { at, tMs, ...parseSsLine(entry, { zeroFill: avail.tool.zeroFill }) } };
 }
+
+export { dataOutstanding } from './evidence.js';
