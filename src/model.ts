@@ -89,8 +89,17 @@ export interface Timeouts {
   bodyMs: number;
   /** final `.` → final reply */
   dataAckMs: number;
-  /** No byte accepted by the socket and no reply byte for this long ends the probe as `stalled`. */
+  /**
+   * Stall window: data is outstanding and the network moved none of it (the kernel's `bytes_acked` and
+   * `bytes_received` frozen, no reply byte) for this long → `stalled` (`no-ack` or `window-closed`).
+   */
   stallMs: number;
+  /**
+   * No-reply window: everything sent was acknowledged by the peer's TCP, and no reply byte came for this long →
+   * `stalled` with `stallKind: 'no-reply'` (a slow server, or a TCP-terminating device that swallowed the data).
+   * Longer than the stall window because a healthy server may think for a while (content filters: 10–60 s).
+   */
+  noReplyMs: number;
 }
 
 /** Defaults modelled on Postfix's smtp_*_timeout values, stall window 10 s. */
@@ -102,6 +111,8 @@ export const DEFAULT_TIMEOUTS: Timeouts = Object.freeze({
   bodyMs: 180_000,
   dataAckMs: 600_000,
   stallMs: 10_000,
+  // Postfix's smtpd_proxy_timeout (how long Postfix itself waits for a before-queue content filter): 100 s.
+  noReplyMs: 100_000,
 });
 
 /** Everything one probe needs: one SMTP transaction for one (path, target, size). */
@@ -253,7 +264,26 @@ export interface ProbeResult {
   stallMs?: number;
   /** How a stall was called: the plain window, or earlier on kernel evidence of retransmission backoff. */
   stallBy?: 'window' | 'kernel';
+  /** On a stalled probe: which of the three stalls it was (see StallKind). */
+  stallKind?: StallKind;
+  /**
+   * What the watchdog counted as progress on a stalled or timed-out probe: `kernel` (bytes the peer's TCP
+   * acknowledged, bytes received, read with ss) or `socket` (bytes handed to our own socket and reply bytes only:
+   * the kernel could not be read, `tcpUnavailable` says why).
+   */
+  progressFrom?: 'kernel' | 'socket';
+  /** Bytes the peer acknowledged per second over the last stage, on a probe that timed out while data still moved. */
+  ackedBytesPerSec?: number;
 }
+
+/**
+ * Why a probe stalled, from the kernel's evidence (DESIGN.md "stall kind"):
+ * - `no-ack`: data outstanding, the peer acknowledges nothing (lost on the way: incident 1);
+ * - `window-closed`: the peer's window is zero or below one segment, nothing retransmitted (flow stopped: incident 2's family);
+ * - `no-reply`: everything sent was acknowledged, no reply byte came (a slow server or a TCP-terminating device).
+ */
+export const STALL_KINDS = ['no-ack', 'window-closed', 'no-reply'] as const;
+export type StallKind = (typeof STALL_KINDS)[number];
 
 export type FindingKind =
   | 'size-threshold'

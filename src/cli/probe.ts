@@ -120,6 +120,7 @@ function buildSpec(f: ProbeFlags): ProbeSpec {
     bodyMs: f.timeoutBody,
     dataAckMs: f.timeoutDataAck,
     stallMs: f.stall,
+    noReplyMs: DEFAULT_TIMEOUTS.noReplyMs,
   };
   if (!(f.stall > 0)) throw new CliError('--stall must be greater than 0');
   const port = f.port ?? (f.tls === 'implicit' ? 465 : 25);

@@ -245,6 +245,7 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
     bodyMs: t.body ?? DEFAULT_TIMEOUTS.bodyMs,
     dataAckMs: t.dataAck ?? DEFAULT_TIMEOUTS.dataAckMs,
     stallMs: t.stall ?? DEFAULT_TIMEOUTS.stallMs,
+    noReplyMs: t.noReply ?? DEFAULT_TIMEOUTS.noReplyMs,
   };
   const tooShort = STALL_BOUNDED.filter(([, k]) => timeouts[k] <= timeouts.stallMs);
   if (tooShort.length > 0) {

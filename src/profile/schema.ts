@@ -200,8 +200,14 @@ export const TimeoutsSchema = z
     body: Duration('Deadline of the body: first body byte → last byte accepted by the kernel. Default 3m.'),
     dataAck: Duration('Deadline of final "." → final reply. Default 10m.'),
     stall: Duration(
-      'Stall window: no byte accepted by the socket and no reply byte for this long ends the probe as "stalled". ' +
-        'Must be shorter than every deadline. Default 10s.',
+      'Stall window: data outstanding and the network moving none of it (the kernel acknowledges nothing, no byte ' +
+        'arrives) for this long ends the probe as "stalled" (no-ack or window-closed). Slow is not stalled: any ' +
+        'acknowledged byte is progress. Must be shorter than every deadline. Default 10s.',
+    ),
+    noReply: Duration(
+      'No-reply window: everything sent was acknowledged and no reply byte came for this long ends the probe as ' +
+        '"stalled" with stallKind no-reply (a slow server, or a device that took the data and went silent). ' +
+        "Default 100s (Postfix's smtpd_proxy_timeout for content filters); a stage deadline that is shorter wins.",
     ),
   })
   .describe('Per-stage deadlines and the stall window, as durations (500ms, 30s, 2m; a bare number is seconds).');
