@@ -164,8 +164,11 @@ export interface TlsInfo {
 
 /** The kernel's view of the probe's socket (Linux `ss -tin`). Absent fields were not reported. */
 export interface TcpSnapshot {
-  /** When it was taken: at a stall (before the socket was destroyed) or at the end of the probe. */
-  at: 'stall' | 'end';
+  /**
+   * When it was taken: by the watchdog while the application saw no progress (`watch`), at a stall or a deadline
+   * (before the socket was destroyed), or at the end of the probe.
+   */
+  at: 'watch' | 'stall' | 'timeout' | 'end';
   /** ms since the probe started (performance.now based). */
   tMs: number;
   state?: string;
@@ -191,6 +194,10 @@ export interface TcpSnapshot {
   backoff?: number;
   /** ms since the last ACK arrived (`lastack`): "never an ACK" shows as a large value. */
   lastAckMs?: number;
+  /** ms since the last segment with data arrived (`lastrcv`). */
+  lastRecvMs?: number;
+  /** ms since the last segment with data was sent (`lastsnd`). */
+  lastSendMs?: number;
   /** Bytes in the send buffer not yet sent at all (`notsent`). */
   notSent?: number;
   /** ms the sender was limited by the peer's receive window (`rwnd_limited`): the closed-window family. */

@@ -1,5 +1,5 @@
 /** Pure readings of a TCP snapshot, shared by the engine's watchdog and the comparator. */
-import type { TcpSnapshot } from '../model.js';
+import type { StallKind, TcpSnapshot } from '../model.js';
 
 /**
  * Data sent but not yet acknowledged: unacked segments, or sent (less retransmitted) bytes beyond the acknowledged
@@ -8,4 +8,68 @@ import type { TcpSnapshot } from '../model.js';
  */
 export function dataOutstanding(t: TcpSnapshot): boolean {
   return (t.unacked ?? 0) > 0 || (t.bytesSent ?? 0) - (t.bytesRetrans ?? 0) > (t.bytesAcked ?? 0) - 1;
+}
+
+/** A segment's size when the snapshot names none: Ethernet's 1500-byte MTU less IPv4, TCP and timestamps. */
+export const DEFAULT_MSS_BYTES = 1448;
+
+/**
+ * The peer's window cannot take one full segment (`snd_wnd` below the MSS — 0, or 64 bytes when a middlebox
+ * stripped window scaling, or 1,174 against 1,448) while nothing is being retransmitted: flow control stopped the
+ * transfer, nothing was lost.
+ */
+export function windowClosed(t: TcpSnapshot): boolean {
+  return t.sndWnd !== undefined && t.sndWnd < (t.mss ?? DEFAULT_MSS_BYTES) && (t.retrans ?? 0) === 0;
+}
+
+/**
+ * Data the network has yet to move for us: unacknowledged or not yet sent by the kernel (`notsent`), or still
+ * queued in our own socket (`queuedBytes`: the stream's buffer above the kernel).
+ */
+export function awaitingNetwork(t: TcpSnapshot, queuedBytes: number): boolean {
+  return queuedBytes > 0 || (t.notSent ?? 0) > 0 || dataOutstanding(t);
+}
+
+/**
+ * Which stall a quiet connection is in (DESIGN.md "stall kind"): nothing awaiting the network → the far end owes us
+ * a reply (`no-reply`); a window below one segment, nothing retransmitted → `window-closed`; else `no-ack`.
+ */
+export function stallKindOf(t: TcpSnapshot, queuedBytes: number): StallKind {
+  if (!awaitingNetwork(t, queuedBytes)) return 'no-reply';
+  return windowClosed(t) ? 'window-closed' : 'no-ack';
+}
+
+/**
+ * The latest moment the network can have moved anything, as seen at `nowMs` (performance.now) in this
+ * snapshot: `bytes_acked` only rises on an ACK and `bytes_received` only on a data segment, so progress is no later
+ * than the most recent of `lastack` / `lastrcv`. When the counters equal the previous reading's, nothing moved in
+ * between and the previous bound still holds (window probes are answered by ACKs that acknowledge nothing: the
+ * counters, not `lastack`, tell). An upper bound: it can make a stall later, never earlier.
+ */
+export function latestProgressAt(
+  cur: TcpSnapshot,
+  nowMs: number,
+  prev?: { snapshot: TcpSnapshot; progressAt: number },
+): number {
+  const lastSeg = Math.min(cur.lastAckMs ?? 0, cur.lastRecvMs ?? 0);
+  const bound = nowMs - Math.max(0, lastSeg);
+  if (!prev) return bound;
+  const moved =
+    (cur.bytesAcked ?? 0) !== (prev.snapshot.bytesAcked ?? 0) || (cur.bytesReceived ?? 0) !== (prev.snapshot.bytesReceived ?? 0);
+  return moved ? bound : Math.min(bound, prev.progressAt);
+}
+
+/**
+ * Segments are being lost and no ACK will come (incident 1): data outstanding, the head retransmitted, the kernel
+ * in RTO backoff (≥ 3: the same segment sent four times unanswered), and the ACKs really stopped — the last one at
+ * least `quietMs` ago (a last ACK 36 ms before the look is a moving transfer, however many retransmits it had).
+ */
+export function lossEvident(t: TcpSnapshot, quietMs: number): boolean {
+  return (
+    dataOutstanding(t) &&
+    !windowClosed(t) &&
+    (t.retrans ?? 0) > 0 && // RTO retransmissions of the head; zero-window probes raise `backoff`, not this
+    (t.backoff ?? 0) >= 3 &&
+    (t.lastAckMs ?? Infinity) >= quietMs
+  );
 }

@@ -12,13 +12,14 @@ import net from 'node:net';
 import os from 'node:os';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ProbeResult, ProbeSpec, RecipientResult, SmtpReply, Stage, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
+import type { ProbeResult, ProbeSpec, RecipientResult, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
 import { classify, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
 import { formatReply, ReplyParser } from './reply.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
-import { dataOutstanding } from './evidence.js';
+import { stallMessage, Watchdog, type StallCall } from './watchdog.js';
+import { formatSize } from '../units.js';
 import type { CaptureSession } from './capture.js';
 import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
 
@@ -87,9 +88,12 @@ class Transaction {
   private readonly marks: Mark[] = [];
   private current: Mark | undefined;
   private deadline: NodeJS.Timeout | undefined;
-  private stallTimer: NodeJS.Timeout | undefined;
+  /** The stall window applies once there is a connection to watch: not in dns, connect or quit. */
   private stallArmed = false;
-  private lastProgress = performance.now();
+  private readonly watchdog: Watchdog;
+  /** Set while a stall's or a deadline's evidence is read, before the socket is destroyed. */
+  private evidence: Promise<void> | undefined;
+  private connectedAt: number | undefined;
 
   private raw: net.Socket | undefined; // the TCP socket (to the server or the proxy)
   private sock: net.Socket | undefined; // what we speak SMTP on (raw, or TLS over raw)
@@ -110,6 +114,9 @@ class Transaction {
   private tcp: TcpSnapshot | undefined;
   private tcpUnavailable: string | undefined;
   private stallBy: 'window' | 'kernel' | undefined;
+  private stallKind: StallKind | undefined;
+  private progressFrom: 'kernel' | 'socket' | undefined;
+  private ackedBytesPerSec: number | undefined;
   private capturePath: string | undefined;
   private captureError: string | undefined;
   private tlsInfo: TlsInfo | undefined;
@@ -126,6 +133,16 @@ class Transaction {
   ) {
     this.failed = new Promise<never>((_, reject) => (this.failReject = reject));
     this.failed.catch(() => undefined); // observed through guard()
+    this.watchdog = new Watchdog(
+      { timeouts: spec.timeouts, early: spec.earlyStall !== false },
+      {
+        watchedStage: () => (this.stallArmed && !this.failure && !this.finishing ? this.current?.stage : undefined),
+        queuedBytes: () => (this.sock?.writableLength ?? 0) + (this.raw && this.raw !== this.sock ? this.raw.writableLength : 0),
+        tuple: () => this.tuple,
+        sinceStart: () => this.now(),
+      },
+      (c) => void this.onStall(c),
+    );
   }
 
   // ------------------------------------------------------------------------------------------------ stages
@@ -151,15 +168,12 @@ class Transaction {
       : COMMAND_STAGES.has(stage) ? t.commandMs
       : t.commandMs;
     clearTimeout(this.deadline);
-    this.deadline = setTimeout(() => {
-      this.fail(new ProbeError('ETIMEDOUT', `${stage} deadline of ${ms} ms passed`, stage, { lastCommand: this.lastCommand }));
-    }, ms);
+    this.deadline = setTimeout(() => void this.onDeadline(stage, ms), ms);
     // the stall window applies once there is a connection to watch (not to dns or connect)
     // (nor to quit, whose short deadline is the stall window: QUIT never changes the outcome)
     this.stallArmed = stage !== 'dns' && stage !== 'connect' && stage !== 'quit';
     this.progress();
-    // first look after half the window (the early, kernel-evidence check), then as needed
-    if (this.stallArmed && !this.stallTimer) this.armStall(this.spec.timeouts.stallMs / 2);
+    if (this.stallArmed) this.watchdog.start();
   }
 
   private endStage(): void {
@@ -170,110 +184,90 @@ class Transaction {
   }
 
   private progress(): void {
-    this.lastProgress = performance.now();
+    this.watchdog.progress();
+  }
+
+  /** The watchdog called a stall: record it, keep its kernel reading as the evidence, reset the connection. */
+  private async onStall(c: StallCall): Promise<void> {
+    if (this.failure || this.finishing) return;
+    const err = new ProbeError('ESTALL', stallMessage(c, { tlsMode: this.spec.path.relay?.tls ?? this.spec.target.tls, port: this.targetPort() }), c.stage, { lastCommand: this.lastCommand });
+    this.stallBy = c.by;
+    this.stallKind = c.kind;
+    this.progressFrom = c.progressFrom;
+    if (c.snapshot) this.tcp = { ...c.snapshot, at: 'stall' };
+    else if (this.watchdog.unavailable) this.tcpUnavailable = this.watchdog.unavailable;
+    await this.withEvidence(err, !c.snapshot && c.progressFrom === 'kernel' ? 'stall' : undefined);
   }
 
   /**
-   * One timer for the whole probe, re-armed for the remaining window instead of reset on every byte.
-   *
-   * With kernel evidence a stall can be called sooner: after half the window without progress in `body` or
-   * `dataAck`, a TCP snapshot is read (then every eighth of the window, one at a time); if data is outstanding and the kernel is in retransmission backoff
-   * (RTO backoff ≥ 3: the same segment retransmitted three times unanswered), segments are being lost and no ACK will
-   * come: waiting out the window would only add time. A closed window (snd_wnd 0) is flow control, not loss, and
-   * is left to the plain window.
+   * A stage's deadline passed. With a connection, read the kernel before letting go of it: a transfer that kept
+   * moving (however slowly) ends `timeout` with the rate the peer acknowledged, not as a stall.
    */
-  private armStall(ms: number): void {
-    this.stallTimer = setTimeout(() => {
-      this.stallTimer = undefined;
-      if (this.failure || this.finishing) return;
-      const idle = performance.now() - this.lastProgress;
-      const win = this.spec.timeouts.stallMs;
-      if (!this.stallArmed) {
-        this.armStall(win / 2);
-        return;
-      }
-      const stage = this.current?.stage ?? 'connect';
-      if (idle >= win) {
-        void this.onStall(stage, idle);
-        return;
-      }
-      // from half the window on, look at the kernel every eighth of the window (backoff may mature late)
-      const early = win / 2;
-      const every = win / 8;
-      const now = performance.now();
-      if (
-        this.spec.earlyStall !== false &&
-        idle >= early &&
-        !this.earlyInFlight &&
-        now - this.lastEarlyCheck >= every - 1 &&
-        (stage === 'body' || stage === 'dataAck') &&
-        this.tuple
-      ) {
-        this.lastEarlyCheck = now;
-        this.earlyInFlight = true;
-        void this.earlyCheck(stage).finally(() => (this.earlyInFlight = false));
-      }
-      this.armStall(Math.max(1, idle < early ? early - idle : Math.min(every, win - idle)));
-    }, ms);
+  private async onDeadline(stage: Stage, ms: number): Promise<void> {
+    const err = new ProbeError('ETIMEDOUT', `${stage} deadline of ${ms} ms passed`, stage, { lastCommand: this.lastCommand });
+    if (!this.stallArmed || !this.tuple) return this.fail(err);
+    if (this.failure || this.finishing) return;
+    await this.withEvidence(err, 'timeout', () => {
+      if (!this.tcp) return;
+      const rate = this.watchdog.ackedRate(this.tcp, stage, this.connectedAt ?? this.t0);
+      this.progressFrom = 'kernel';
+      if (rate === undefined) return;
+      this.ackedBytesPerSec = Math.round(rate);
+      err.message += `; the peer acknowledged ${formatSize(rate)}/s (${(this.tcp.bytesAcked ?? 0).toLocaleString('en-US')} bytes in all): slow, not stalled`;
+    });
+    if (!this.tcp && this.tcpUnavailable) this.progressFrom = 'socket';
   }
 
-  private lastEarlyCheck = -Infinity;
-  private earlyInFlight = false;
-
-  private async earlyCheck(stage: Stage): Promise<void> {
-    const since = this.lastProgress;
-    const r = await tcpSnapshot(this.tuple!, 'stall', this.now()).catch(() => ({ snapshot: undefined }));
-    const t = r.snapshot;
-    if (!t || this.failure || this.finishing || this.lastProgress !== since || this.current?.stage !== stage) return;
-    if (dataOutstanding(t) && (t.backoff ?? 0) >= 3 && (t.retransTotal ?? 0) >= 1) {
-      const idle = performance.now() - this.lastProgress;
-      this.tcp = t;
-      this.stallBy = 'kernel';
-      const err = new ProbeError(
-        'ESTALL',
-        `no progress for ${Math.round(idle)} ms in ${stage}; the kernel is retransmitting unanswered (RTO backoff ${t.backoff}, ${t.retransTotal} retransmits, ${t.bytesAcked ?? '?'} bytes acked): declared before the ${this.spec.timeouts.stallMs} ms window`,
-        stage,
-        { lastCommand: this.lastCommand },
-      );
-      await this.declareStall(err, false);
-    }
-  }
-
-  private async onStall(stage: Stage, idleMs: number): Promise<void> {
-    const err = new ProbeError('ESTALL', `no progress for ${Math.round(idleMs)} ms in ${stage}`, stage, { lastCommand: this.lastCommand });
-    this.stallBy = 'window';
-    await this.declareStall(err, true);
-  }
-
-  private async declareStall(err: ProbeError, takeSnapshot: boolean): Promise<void> {
-    // Record the failure first (it wins over anything that races it), keep the socket until the kernel's
-    // view is read, then destroy.
+  /**
+   * End the probe with `err`, keeping the socket until the kernel's view (`at`) is read and the capture extracted,
+   * then reset the connection (RST): a broken path is not fed retransmissions after the probe is over.
+   */
+  private async withEvidence(err: ProbeError, at: TcpSnapshot['at'] | undefined, annotate?: () => void): Promise<void> {
     this.fail(err, { keepSocket: true });
-    if (takeSnapshot) await this.snapshot('stall');
-    if (this.opts.capture && this.tuple) {
-      try {
-        this.capturePath = await this.opts.capture.extract(this.tuple, this.spec.probeId);
-      } catch (e) {
-        this.captureError = (e as Error).message;
+    if (this.failure !== err) return;
+    let done!: () => void;
+    this.evidence = new Promise<void>((r) => (done = r));
+    try {
+      if (at) await this.snapshot(at);
+      annotate?.();
+      if (this.opts.capture && this.tuple) {
+        try {
+          this.capturePath = await this.opts.capture.extract(this.tuple, this.spec.probeId);
+        } catch (e) {
+          this.captureError = (e as Error).message;
+        }
       }
+    } finally {
+      this.destroy(true);
+      this.failReject(err);
+      done();
     }
-    this.destroy();
-    this.failReject(err);
+  }
+
+  private targetPort(): number {
+    return this.tuple?.remotePort ?? this.spec.target.port;
   }
 
   private fail(err: ProbeError, o: { keepSocket?: boolean } = {}): void {
     if (this.failure || this.finishing) return;
     this.failure = err;
     this.endStage();
-    clearTimeout(this.stallTimer);
-    this.stallTimer = undefined;
+    this.watchdog.stop();
     if (!o.keepSocket) {
       this.destroy();
       this.failReject(err);
     }
   }
 
-  private destroy(): void {
+  /** `reset`: abort with RST (the kernel drops what it still holds for the peer) instead of a FIN. */
+  private destroy(reset = false): void {
+    if (reset && this.raw && !this.raw.destroyed) {
+      try {
+        this.raw.resetAndDestroy();
+      } catch {
+        // no TCP handle (already closed): a plain destroy below
+      }
+    }
     this.sock?.destroy();
     if (this.raw !== this.sock) this.raw?.destroy();
   }
@@ -284,7 +278,7 @@ class Transaction {
     return Promise.race([p, this.failed]);
   }
 
-  private async snapshot(at: 'stall' | 'end'): Promise<void> {
+  private async snapshot(at: TcpSnapshot['at']): Promise<void> {
     if (!this.tuple) {
       this.tcpUnavailable = 'no connection';
       return;
@@ -408,13 +402,11 @@ class Transaction {
         this.fail(toProbeError(e, this.current?.stage ?? 'connect', this.lastCommand));
       }
     }
-    if (this.failure?.code === 'ESTALL') {
-      // onStall owns the socket until the snapshot is taken; wait for it to finish
-      await this.failed.catch(() => undefined);
-    }
+    // a stall or a deadline owns the socket until its evidence is read; wait for it to finish
+    if (this.evidence) await this.evidence;
     if (delivered || this.failure?.code === 'EREJECTED' || this.failure?.code === 'ESIZE') await this.quit();
     this.finishing = true;
-    clearTimeout(this.stallTimer);
+    this.watchdog.stop();
     this.endStage();
     this.destroy();
     signal?.removeEventListener('abort', onAbort);
@@ -483,6 +475,7 @@ class Transaction {
         );
         this.sock = sock;
         this.connectedTo = addr;
+        this.connectedAt = performance.now();
         this.tuple = {
           localAddress: sock.localAddress ?? '',
           localPort: sock.localPort ?? 0,
@@ -791,7 +784,12 @@ class Transaction {
     if (this.capabilities) r.capabilities = this.capabilities;
     if (this.tcp) r.tcp = this.tcp;
     else if (this.tcpUnavailable) r.tcpUnavailable = this.tcpUnavailable;
-    if (this.stallBy && r.outcome === 'stalled') r.stallBy = this.stallBy;
+    if (r.outcome === 'stalled') {
+      if (this.stallBy) r.stallBy = this.stallBy;
+      if (this.stallKind) r.stallKind = this.stallKind;
+    }
+    if (this.progressFrom && (r.outcome === 'stalled' || r.outcome === 'timeout')) r.progressFrom = this.progressFrom;
+    if (this.ackedBytesPerSec !== undefined && r.outcome === 'timeout') r.ackedBytesPerSec = this.ackedBytesPerSec;
     if (this.capturePath) r.capture = this.capturePath;
     if (this.captureError) r.captureError = this.captureError;
     return r;

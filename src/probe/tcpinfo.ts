@@ -202,6 +202,8 @@ export function parseSsLine(line: string, opts: ParseSsOptions = {}): Omit<TcpSn
   setNum('cwnd', num(kv.get('cwnd')));
   setNum('backoff', num(kv.get('backoff')));
   setNum('lastAckMs', num(kv.get('lastack')));
+  setNum('lastRecvMs', num(kv.get('lastrcv')));
+  setNum('lastSendMs', num(kv.get('lastsnd')));
   setNum('notSent', num(kv.get('notsent')));
   setNum('rwndLimitedMs', leadingNumber(kv.get('rwnd_limited')));
 
@@ -349,45 +351,100 @@ export interface TcpSnapshotOptions {
  * The kernel's view of one connection, exact on the 4-tuple (IPv4, IPv6 and IPv4-mapped IPv6).
  * Never throws: returns `{ snapshot }` or `{ unavailable: reason }` (not Linux, ss missing, socket not found,
  * ss failed or took longer than 2 s). Take it before destroying the socket — a destroyed socket is gone.
+ *
+ * Requests made in the same turn of the event loop share one `ss` process (up to BATCH_TUPLES sockets per
+ * process, one in-kernel filter `( sport and dport ) or …`): the watchdog of many slow probes in flight reads the
+ * kernel for all of them at the cost of one process start, not one each.
  */
-export async function tcpSnapshot(
+export function tcpSnapshot(
   t: SocketTuple,
-  at: 'stall' | 'end',
+  at: TcpSnapshot['at'],
   tMs: number,
   opts: TcpSnapshotOptions = {},
 ): Promise<{ snapshot?: TcpSnapshot; unavailable?: string }> {
-  const avail = await probeTool();
-  if (!avail.ok) return { unavailable: avail.reason };
   if (!Number.isInteger(t.localPort) || !Number.isInteger(t.remotePort) || !t.localAddress || !t.remoteAddress) {
-    return { unavailable: 'socket has no local/remote address (not connected?)' };
+    return Promise.resolve({ unavailable: 'socket has no local/remote address (not connected?)' });
   }
-  // Filter in the kernel on both ports; the addresses are then checked here, after normalising
-  // IPv4-mapped IPv6 (a dual-stack socket shows `[::ffff:127.0.0.1]:25` in ss).
-  const ssArgs = ['-t', '-i', '-n', '-H', 'state', 'all', 'sport', '=', `:${t.localPort}`, 'and', 'dport', '=', `:${t.remotePort}`];
-  let file = avail.tool.path;
+  return new Promise((resolve) => {
+    const key = opts.netns ?? '';
+    let q = pending.get(key);
+    if (!q) {
+      q = [];
+      pending.set(key, q);
+      setImmediate(() => {
+        pending.delete(key);
+        void flushBatch(q!, opts.netns);
+      });
+    }
+    q.push({ t, at, tMs, resolve });
+  });
+}
+
+type SnapshotAnswer = { snapshot?: TcpSnapshot; unavailable?: string };
+interface SnapshotRequest {
+  t: SocketTuple;
+  at: TcpSnapshot['at'];
+  tMs: number;
+  resolve: (a: SnapshotAnswer) => void;
+}
+
+/** Sockets asked for in one `ss` run; the filter grows with each (about 12 arguments a socket). */
+const BATCH_TUPLES = 64;
+const pending = new Map<string, SnapshotRequest[]>();
+
+/** `ss` arguments for these sockets: filtered in the kernel on both ports of each (addresses are checked after). */
+export function ssArgsFor(tuples: readonly SocketTuple[]): string[] {
+  const args = ['-t', '-i', '-n', '-H', 'state', 'all'];
+  tuples.forEach((t, i) => {
+    if (i > 0) args.push('or');
+    args.push('(', 'sport', '=', `:${t.localPort}`, 'and', 'dport', '=', `:${t.remotePort}`, ')');
+  });
+  return args;
+}
+
+async function flushBatch(reqs: SnapshotRequest[], netns: string | undefined): Promise<void> {
+  const avail = await probeTool();
+  if (!avail.ok) {
+    for (const r of reqs) r.resolve({ unavailable: avail.reason });
+    return;
+  }
+  for (let i = 0; i < reqs.length; i += BATCH_TUPLES) {
+    const group = reqs.slice(i, i + BATCH_TUPLES);
+    const out = await runSs(avail.tool.path, ssArgsFor(group.map((r) => r.t)), netns);
+    for (const r of group) {
+      if ('unavailable' in out) {
+        r.resolve({ unavailable: out.unavailable });
+        continue;
+      }
+      const entry = findSsEntry(out.stdout, r.t);
+      if (!entry) {
+        const t = r.t;
+        r.resolve({ unavailable: `no TCP socket ${t.localAddress}:${t.localPort} → ${t.remoteAddress}:${t.remotePort} in ss (already closed?)` });
+      } else {
+        r.resolve({ snapshot: { at: r.at, tMs: r.tMs, ...parseSsLine(entry, { zeroFill: avail.tool.zeroFill }) } });
+      }
+    }
+  }
+}
+
+async function runSs(ssPath: string, ssArgs: string[], netns: string | undefined): Promise<{ stdout: string } | { unavailable: string }> {
+  let file = ssPath;
   let args = ssArgs;
-  if (opts.netns) {
+  if (netns) {
     const ip = resolveTool('ip');
     if (!ip) return { unavailable: 'ip not found: install iproute2 (apt-get install iproute2)' };
     file = ip;
-    args = ['netns', 'exec', opts.netns, avail.tool.path, ...ssArgs];
+    args = ['netns', 'exec', netns, ssPath, ...ssArgs];
   }
-  let stdout: string;
   try {
-    ({ stdout } = await run(file, args));
+    const { stdout } = await run(file, args);
+    return { stdout };
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { killed?: boolean; stderr?: string };
     if (e.killed) return { unavailable: `ss did not answer within ${SS_TIMEOUT_MS} ms` };
     const detail = (e.stderr ?? '').trim().split('\n')[0] || e.message.split('\n')[0];
     return { unavailable: `ss failed: ${detail}` };
   }
-  const entry = findSsEntry(stdout, t);
-  if (!entry) {
-    return {
-      unavailable: `no TCP socket ${t.localAddress}:${t.localPort} → ${t.remoteAddress}:${t.remotePort} in ss (already closed?)`,
-    };
-  }
-  return { snapshot: { at, tMs, ...parseSsLine(entry, { zeroFill: avail.tool.zeroFill }) } };
 }
 
 export { dataOutstanding } from './evidence.js';

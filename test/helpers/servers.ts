@@ -128,6 +128,7 @@ export function spec(port: number, over: Partial<Omit<ProbeSpec, "timeouts">> & 
     seed: 42,
     envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
     ...rest,
-    timeouts: { ...DEFAULT_TIMEOUTS, stallMs: 1000, ...timeouts },
+    // a test that shortens the stall window means a silent server too: the no-reply window follows it unless given
+    timeouts: { ...DEFAULT_TIMEOUTS, stallMs: 1000, noReplyMs: timeouts?.stallMs ?? 1000, ...timeouts },
   };
 }
