@@ -28,11 +28,12 @@ export interface Progress {
 
 const ORDER: Outcome[] = ['delivered', 'stalled', 'timeout', 'reset', 'rejected', 'refused', 'unreachable', 'tls-error', 'protocol-error', 'dns-error'];
 
-/** `stalled@body`, `rejected 550@rcpt`, `delivered`. */
+/** `stalled(no-ack)@body`, `rejected 550@rcpt`, `delivered`. */
 export function outcomeLabel(r: ProbeResult): string {
   if (r.outcome === 'delivered') return 'delivered';
   const code = r.outcome === 'rejected' && r.reply?.code ? ` ${r.reply.code}` : '';
-  return `${r.outcome}${code}${r.stage ? `@${r.stage}` : ''}`;
+  const kind = r.outcome === 'stalled' && r.stallKind ? `(${r.stallKind})` : '';
+  return `${r.outcome}${kind}${code}${r.stage ? `@${r.stage}` : ''}`;
 }
 
 /** `1m05s`, `12s`: an ETA. */

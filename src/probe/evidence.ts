@@ -68,7 +68,8 @@ export function lossEvident(t: TcpSnapshot, quietMs: number): boolean {
   return (
     dataOutstanding(t) &&
     !windowClosed(t) &&
-    (t.retrans ?? 0) > 0 && // RTO retransmissions of the head; zero-window probes raise `backoff`, not this
+    // retransmissions, with the window open: zero-window probes raise `backoff` too, but only with a closed window
+    ((t.retrans ?? 0) > 0 || (t.retransTotal ?? 0) > 0) &&
     (t.backoff ?? 0) >= 3 &&
     (t.lastAckMs ?? Infinity) >= quietMs
   );

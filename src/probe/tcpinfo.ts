@@ -324,7 +324,10 @@ function probeTool(): Promise<{ ok: true; tool: SsTool } | { ok: false; reason: 
     if (process.platform !== 'linux') {
       return { ok: false as const, reason: `TCP snapshots need Linux (ss from iproute2); this is ${process.platform}` };
     }
-    const path = resolveTool('ss');
+    // MXPROBE_SS: the ss to run (a path), or "none" to take no kernel readings at all
+    const chosen = process.env['MXPROBE_SS'];
+    if (chosen === 'none') return { ok: false as const, reason: 'kernel readings turned off (MXPROBE_SS=none)' };
+    const path = chosen || resolveTool('ss');
     if (!path) return { ok: false as const, reason: 'ss not found: install iproute2 (apt-get install iproute2)' };
     try {
       const { stdout, stderr } = await run(path, ['-V']);

@@ -60,6 +60,21 @@ export function watchCadence(stallMs: number): { lookAfterMs: number; everyMs: n
   return { lookAfterMs: Math.min(1000, stallMs / 4), everyMs: Math.min(500, stallMs / 8) };
 }
 
+/**
+ * When to look again at a connection that may be losing segments: just after the kernel's next retransmission
+ * timeout (`rto` less the time since the last send; `rto` is already backed off) while backoff is below 3, or when
+ * the ACKs will have been quiet long enough — whichever is later, and never later than `everyMs`. Looking then
+ * instead of on a fixed beat is what calls a lossy stall ~1.5 s after the last ACK without reading the kernel
+ * more often.
+ */
+export function nextLossLook(t: TcpSnapshot, quietMs: number, everyMs: number): number {
+  const margin = 20;
+  let at = margin;
+  if ((t.backoff ?? 0) < 3 && t.rtoMs !== undefined && t.lastSendMs !== undefined) at = Math.max(at, t.rtoMs - t.lastSendMs + margin);
+  if (t.lastAckMs !== undefined && t.lastAckMs < quietMs) at = Math.max(at, quietMs - t.lastAckMs + margin);
+  return Math.min(everyMs, at);
+}
+
 export class Watchdog {
   private lastApp = performance.now();
   /** Upper bound of the last moment the kernel saw the network move anything. */
@@ -169,7 +184,8 @@ export class Watchdog {
     }
     // waiting for a reply, nothing can change but a reply byte (which our own signal sees): look less often
     const every = kind === 'no-reply' ? Math.max(this.cadence.everyMs, noReplyMs / 10) : this.cadence.everyMs;
-    this.arm(Math.min(every, limit - idle));
+    const next = kind === 'no-ack' && this.opts.early !== false ? nextLossLook(snap, quiet, every) : every;
+    this.arm(Math.min(next, limit - idle));
   }
 
   private call(c: StallCall): void {

@@ -40,6 +40,7 @@ export class ServeMetrics {
   readonly stageDuration: Histogram<'path' | 'target' | 'size' | 'stage'>;
   readonly probeDuration: Histogram<'path' | 'target' | 'size' | 'outcome'>;
   readonly probes: Counter<'path' | 'target' | 'size' | 'outcome' | 'stage'>;
+  readonly stalls: Counter<'path' | 'target' | 'size' | 'stage' | 'stall_kind'>;
   readonly success: Gauge<'path' | 'target' | 'size'>;
   readonly lastStallOffset: Gauge<'path' | 'target' | 'size'>;
   readonly findings: Gauge<'kind' | 'path' | 'target'>;
@@ -73,6 +74,14 @@ export class ServeMetrics {
       name: 'mxprobe_probes_total',
       help: 'Scheduled probes by outcome and the stage they ended in (stage is empty for delivered probes).',
       labelNames: [...cell, 'outcome', 'stage'],
+      registers,
+    });
+    this.stalls = new Counter({
+      name: 'mxprobe_stalls_total',
+      help:
+        'Stalled scheduled probes by the stage and the kind of stall: no-ack (data lost on the way), window-closed ' +
+        '(the peer stopped the flow), no-reply (everything acknowledged, no answer), unknown (the kernel could not be read).',
+      labelNames: [...cell, 'stage', 'stall_kind'],
       registers,
     });
     this.success = new Gauge({
@@ -161,6 +170,7 @@ export class ServeMetrics {
     this.probes.inc({ ...cell, outcome: r.outcome, stage: r.outcome === 'delivered' ? '' : (r.stage ?? '') });
     this.success.set(cell, r.outcome === 'delivered' ? 1 : 0);
     if (r.outcome === 'stalled') {
+      this.stalls.inc({ ...cell, stage: r.stage ?? '', stall_kind: r.stallKind ?? 'unknown' });
       const off = stallOffsetBytes(r);
       if (off !== undefined) this.lastStallOffset.set(cell, off);
     }

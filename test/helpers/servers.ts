@@ -42,6 +42,8 @@ export async function startSmtpServer(opts: Partial<SMTPServerOptions> & { keep?
       });
     },
   } as SMTPServerOptions);
+  // a client that resets its connection (a stalled probe aborts with RST) is an 'error' of the server's
+  server.on('error', () => undefined);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.server.address() as net.AddressInfo).port;
   return {

@@ -36,17 +36,22 @@ describe.skipIf(!!why)('kernel evidence ends a lossy stall early', () => {
     expect(r.outcome).toBe('stalled');
     expect(['body', 'dataAck']).toContain(r.stage);
     expect(r.stallBy).toBe('kernel');
+    expect(r.stallKind).toBe('no-ack');
+    expect(r.progressFrom).toBe('kernel');
     expect(r.durationMs).toBeLessThan(9000);
     expect(r.tcp?.retransTotal).toBeGreaterThan(0);
     expect(r.tcp?.backoff).toBeGreaterThanOrEqual(2);
     expect(r.tcp?.bytesAcked).toBeLessThan(260_000);
     expect(r.error?.message).toMatch(/retransmitting/);
+    // the ACKs had really stopped when it was called: at least the watchdog's quiet time (1 s) before
+    expect(r.tcp?.lastAckMs).toBeGreaterThanOrEqual(1000);
   }, 30_000);
 
   test('with earlyStall off the plain window decides', async () => {
     const r = await probe(spec(srv.port, { sizeBytes: 4 * 1024 * 1024, earlyStall: false, timeouts: { stallMs: 2500 } }));
     expect(r.outcome).toBe('stalled');
     expect(r.stallBy).toBe('window');
+    expect(r.stallKind).toBe('no-ack');
     expect(r.durationMs).toBeGreaterThanOrEqual(2400);
   }, 30_000);
 });

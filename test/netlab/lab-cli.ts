@@ -101,7 +101,8 @@ export interface LabProfile {
   sizes: string[];
   repeat: number;
   concurrency: number;
-  stall: string;
+  /** The stall window; absent: the default windows. */
+  stall?: string;
   seed?: number;
   /** TCP snapshot at the end of probes of at least this size; default 0 (every probe). */
   tcpSnapshotMin?: string;
@@ -120,9 +121,9 @@ export function writeProfile(dir: string, p: LabProfile): string {
     seed: p.seed ?? 7,
     envelope: { from: 'probe@mxprobe.test', to: 'sink@mxprobe.test' },
     ehlo: 'netlab.mxprobe.test',
-    // the lab's RTT is well under a millisecond: short deadlines keep every run bounded; the stall window
-    // stays shorter than every deadline
-    timeouts: { connect: '10s', command: '10s', data: '10s', body: '30s', dataAck: '30s', stall: p.stall },
+    // the lab's RTT is well under a millisecond: short deadlines keep every run bounded; the stall window (the
+    // default 10 s when absent) stays shorter than every deadline
+    timeouts: { connect: '15s', command: '15s', data: '15s', body: '30s', dataAck: '30s', ...(p.stall ? { stall: p.stall } : {}) },
     tcpSnapshotMin: p.tcpSnapshotMin ?? '0',
   };
   const file = join(dir, `${p.name}.yaml`);

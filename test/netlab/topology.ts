@@ -50,6 +50,8 @@ export interface FaultParams {
   statistic: { probability: number; direction?: Direction };
   /** Strip these TCP options (default `['wscale']`) from SYN and SYN-ACK segments. */
   tcpoptstrip: { options?: string[]; direction?: Direction };
+  /** A slow link: a token bucket (`tc qdisc … tbf`) on the router's egress, `kbit` per second (default to-server). */
+  tbf: { kbit: number; direction?: Exclude<Direction, 'both'> };
 }
 export type FaultKind = keyof FaultParams;
 
@@ -412,6 +414,15 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
         rule = ['-t', 'mangle', '-A', 'FORWARD', ...routerIface(router, p.direction ?? 'both'), '-p', 'tcp', '--tcp-flags', 'SYN', 'SYN', '-j', 'TCPOPTSTRIP', '--strip-options', options];
         break;
       }
+      case 'tbf': {
+        const p = params as FaultParams['tbf'];
+        if (!(p.kbit > 0)) throw new Error(`tbf: kbit must be more than 0, got ${p.kbit}`);
+        // egress towards the server leaves by the server-side interface (and the other way round)
+        const dev = (p.direction ?? 'to-server') === 'to-server' ? IFACES[router].srv : IFACES[router].cli;
+        rule = ['qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', `${p.kbit}kbit`, 'burst', '32kbit', 'latency', '400ms'];
+        await nsexec(router, 'tc', rule);
+        return rule;
+      }
       default:
         throw new Error(`unknown fault kind: ${String(kind)}`);
     }
@@ -422,6 +433,9 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
   const clearFaults = async (router: Router): Promise<void> => {
     await nsexec(router, iptables, ['-w', '-F', 'FORWARD']);
     await nsexec(router, iptables, ['-w', '-t', 'mangle', '-F', 'FORWARD']);
+    for (const dev of [IFACES[router].cli, IFACES[router].srv]) {
+      await nsexec(router, 'tc', ['qdisc', 'del', 'dev', dev, 'root']).catch(() => undefined); // none: nothing to remove
+    }
   };
 
   const forwarded = async (router: Router): Promise<{ rxBytes: number; rxPackets: number }> => {

@@ -38,6 +38,7 @@ describe('progress', () => {
     const specs = expandPlan(makePlan(), { runId: 'R' });
     expect(outcomeLabel(fakeResult(specs[0]!))).toBe('delivered');
     expect(outcomeLabel(fakeResult(specs[0]!, 'stalled'))).toBe('stalled@body');
+    expect(outcomeLabel({ ...fakeResult(specs[0]!, 'stalled'), stallKind: 'no-ack' })).toBe('stalled(no-ack)@body');
     const rej = { ...fakeResult(specs[0]!, 'rejected'), stage: 'rcpt' as const, reply: { code: 550, text: 'no' } };
     expect(outcomeLabel(rej)).toBe('rejected 550@rcpt');
   });
