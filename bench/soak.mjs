@@ -90,7 +90,7 @@ const plan = {
   sizes: SIZES,
   repeat,
   envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-  timeouts: { ...DEFAULT_TIMEOUTS, stallMs: STALL_MS },
+  timeouts: { ...DEFAULT_TIMEOUTS, stallMs: STALL_MS, noReplyMs: STALL_MS },
   concurrency: CONCURRENCY,
   seed: 1,
   tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER, // snapshots at stalls only

@@ -1,5 +1,5 @@
 /**
- * `/probe?target=H:P&path=NAME&size=1MiB[&tls=none][&stall=2s][&timeout=30]`: one probe on request, answered in
+ * `/probe?target=H:P&path=NAME&size=1MiB[&tls=none][&stall=2s][&noReply=5s][&timeout=30]`: one probe on request, answered in
  * the Prometheus text format with the metrics of that probe only — the blackbox_exporter multi-target pattern,
  * so one Prometheus scrapes many egress hosts (one mxprobe agent on each) for many targets.
  *
@@ -91,12 +91,27 @@ export function probeBudgetMs(timeout: string | undefined, scrapeTimeoutHeader: 
   return Math.min(MAX_BUDGET_MS, Math.max(MIN_BUDGET_MS, ms));
 }
 
-/** Every deadline capped to the budget; the stall window from `stall` (or the profile), capped too. */
-function cappedTimeouts(base: Timeouts, budgetMs: number, stallMs: number | undefined): Timeouts {
+/** Every deadline capped to the budget; the watchdog's windows from `stall` / `noReply` (or the profile), capped too. */
+function cappedTimeouts(base: Timeouts, budgetMs: number, w: { stallMs?: number; noReplyMs?: number }): Timeouts {
   const t = { ...base };
   for (const k of Object.keys(t) as Array<keyof Timeouts>) t[k] = Math.min(t[k], budgetMs);
-  if (stallMs !== undefined) t.stallMs = Math.min(stallMs, budgetMs);
+  if (w.stallMs !== undefined) t.stallMs = Math.min(w.stallMs, budgetMs);
+  if (w.noReplyMs !== undefined) t.noReplyMs = Math.min(w.noReplyMs, budgetMs);
   return t;
+}
+
+/** A `stall` / `noReply` query parameter: a duration of at least 100 ms, or absent. */
+function windowParam(q: URLSearchParams, name: 'stall' | 'noReply'): number | undefined {
+  const text = one(q, name);
+  if (text === undefined) return undefined;
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch {
+    throw new HttpError(400, `${name} "${text}" is not a duration (e.g. 2s, 500ms)`);
+  }
+  if (ms < 100) throw new HttpError(400, `${name} ${text} is too short (at least 100ms)`);
+  return ms;
 }
 
 /** Parse and check a /probe request. Throws HttpError (400 bad input, 403 target not allowed). */
@@ -147,16 +162,8 @@ export function parseProbeRequest(q: URLSearchParams, scrapeTimeoutHeader: strin
     throw new HttpError(400, `tls "${tlsText}" is not one of ${TLS_MODES.join(', ')}`);
   }
 
-  let stallMs: number | undefined;
-  const stallText = one(q, 'stall');
-  if (stallText !== undefined) {
-    try {
-      stallMs = parseDuration(stallText);
-    } catch {
-      throw new HttpError(400, `stall "${stallText}" is not a duration (e.g. 2s, 500ms)`);
-    }
-    if (stallMs < 100) throw new HttpError(400, `stall ${stallText} is too short (at least 100ms)`);
-  }
+  const stallMs = windowParam(q, 'stall');
+  const noReplyMs = windowParam(q, 'noReply');
   const budgetMs = probeBudgetMs(one(q, 'timeout'), scrapeTimeoutHeader, cfg.defaultBudgetMs);
   const format = one(q, 'format');
   if (format !== undefined && format !== 'json' && format !== 'prometheus') throw new HttpError(400, `format "${format}" is not json or prometheus`);
@@ -184,7 +191,7 @@ export function parseProbeRequest(q: URLSearchParams, scrapeTimeoutHeader: strin
     sizeBytes,
     seed: randomInt(0, 2 ** 31),
     envelope: plan?.envelope ?? cfg.envelope,
-    timeouts: cappedTimeouts(plan?.timeouts ?? DEFAULT_TIMEOUTS, budgetMs, stallMs),
+    timeouts: cappedTimeouts(plan?.timeouts ?? DEFAULT_TIMEOUTS, budgetMs, { ...(stallMs !== undefined ? { stallMs } : {}), ...(noReplyMs !== undefined ? { noReplyMs } : {}) }),
   };
   if (plan?.ehloName !== undefined) spec.ehloName = plan.ehloName;
   if (plan?.insecure !== undefined) spec.insecure = plan.insecure;

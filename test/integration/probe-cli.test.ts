@@ -36,19 +36,19 @@ describe('mxprobe probe', () => {
     expect(new Date(j.startedAt).toISOString()).toBe(j.startedAt);
   });
 
-  test('a stalled probe exits 1 and names the stage', async () => {
-    const net = await import('node:net');
-    const silent = net.createServer(() => undefined);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const port = (silent.address() as import('node:net').AddressInfo).port;
+  test('a stalled probe exits 1 and names the stage and the kind', async () => {
+    const { startRawServer, scriptedSmtp } = await import('../helpers/servers.js');
+    // a receiver that stops reading after 354: the window closes, nothing moves
+    const srv = await startRawServer(scriptedSmtp({ onDataStart: (s) => { s.write('354 go\r\n'); s.pause(); } }));
     try {
-      const r = await runCli(['probe', '--host', '127.0.0.1', '--port', String(port), '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test', '--stall', '500ms', '--json']);
+      const r = await runCli(['probe', '--host', '127.0.0.1', '--port', String(srv.port), '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test', '--size', '64MiB', '--stall', '1s', '--json']);
       expect(r.code).toBe(1);
       const j = JSON.parse(r.stdout);
       expect(j.outcome).toBe('stalled');
-      expect(j.stage).toBe('greeting');
+      expect(j.stage).toBe('body');
+      expect(j.stallKind).toBe('window-closed');
     } finally {
-      silent.close();
+      await srv.close();
     }
   });
 

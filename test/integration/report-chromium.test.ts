@@ -47,7 +47,7 @@ sizes: [${SIZES.join(', ')}]
 repeat: 3
 concurrency: 4
 envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}
-timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall: 1s}
+timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall: 1s, noReply: 1s}
 `,
     );
     report = join(dir, 'out', 'report.html');

@@ -92,7 +92,7 @@ sizes: [1KiB, 256KiB]
 repeat: 1
 concurrency: 4
 envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}
-timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall: 1s}
+timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall: 1s, noReply: 1s}
 `,
     );
     const plan = await loadProfile(profile);
@@ -179,7 +179,7 @@ timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall:
 
   it('/probe: 256KiB through the blackholing relay stalls (probe_success 0), 1KiB delivers (1)', async () => {
     const t = encodeURIComponent(`127.0.0.1:${smtp.port}`);
-    const big = await get(`${serve.url}/probe?target=${t}&path=via-lb&size=256KiB&stall=1s`);
+    const big = await get(`${serve.url}/probe?target=${t}&path=via-lb&size=256KiB&stall=1s&noReply=1s`);
     expect(big.status).toBe(200);
     const b = parseProm(big.text).samples;
     expect(find(b, 'probe_success')[0]!.value).toBe(0);

@@ -65,7 +65,7 @@ describe('soak (test-sized)', () => {
       sizes: [2048, 256 * 1024],
       repeat: 38,
       envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-      timeouts: { ...DEFAULT_TIMEOUTS, stallMs: 1500, dataAckMs: 20_000, bodyMs: 20_000 },
+      timeouts: { ...DEFAULT_TIMEOUTS, stallMs: 1500, noReplyMs: 1500, dataAckMs: 20_000, bodyMs: 20_000 },
       concurrency: 20,
       seed: 9,
       tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER, // measure the soak, not ss(8) at every delivery

@@ -348,8 +348,8 @@ describe('auth', () => {
 
 describe('timeouts', () => {
   it('parses durations and keeps the other defaults', () => {
-    const plan = parse(yaml('timeouts: {connect: 5s, command: 2m, data: 90s, body: 1m, dataAck: 3m, dns: 500ms, stall: 400ms}\n'));
-    expect(plan.timeouts).toEqual({ dnsMs: 500, connectMs: 5000, commandMs: 120000, dataMs: 90000, bodyMs: 60000, dataAckMs: 180000, stallMs: 400 });
+    const plan = parse(yaml('timeouts: {connect: 5s, command: 2m, data: 90s, body: 1m, dataAck: 3m, dns: 500ms, stall: 400ms, noReply: 45s}\n'));
+    expect(plan.timeouts).toEqual({ dnsMs: 500, connectMs: 5000, commandMs: 120000, dataMs: 90000, bodyMs: 60000, dataAckMs: 180000, stallMs: 400, noReplyMs: 45000 });
     expect(parse(yaml('timeouts: {stall: 3}\n')).timeouts).toEqual({ ...DEFAULT_TIMEOUTS, stallMs: 3000 });
   });
   it('rejects zero and malformed durations', () => {
