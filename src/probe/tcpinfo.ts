@@ -405,6 +405,12 @@ export function ssArgsFor(tuples: readonly SocketTuple[]): string[] {
   return args;
 }
 
+let ssRuns = 0;
+/** How many `ss` processes this process has started for snapshots (for benchmarks and diagnostics). */
+export function ssRunCount(): number {
+  return ssRuns;
+}
+
 async function flushBatch(reqs: SnapshotRequest[], netns: string | undefined): Promise<void> {
   const avail = await probeTool();
   if (!avail.ok) {
@@ -413,6 +419,7 @@ async function flushBatch(reqs: SnapshotRequest[], netns: string | undefined): P
   }
   for (let i = 0; i < reqs.length; i += BATCH_TUPLES) {
     const group = reqs.slice(i, i + BATCH_TUPLES);
+    ssRuns++;
     const out = await runSs(avail.tool.path, ssArgsFor(group.map((r) => r.t)), netns);
     for (const r of group) {
       if ('unavailable' in out) {
