@@ -51,7 +51,7 @@ describe('compare: the load-balancer incident', () => {
 
   it('says it in one paragraph', () => {
     expect(c.verdict).toMatch(
-      /^Path via-lb stalls in the message body from 64KiB on \(36\/36 probes; direct 0\/36, p<0\.001\)\. Transfers stop at 6[01]–64KiB acknowledged regardless of message size: something on via-lb stops passing data after ~6[1-4]KiB\. The kernel shows the data sent but never acknowledged, with retransmissions \(36\/36 stalled probes\): it is lost on the way\. Sizes up to 48KiB are clean on both paths\.$/,
+      /^Path via-lb stalls in the message body from 64KiB on \(36\/36 probes; direct 0\/36, p<0\.001\)\. Transfers stop at 6[01]–64KiB acknowledged regardless of message size: something on via-lb stops passing data after ~6[1-4]KiB\. The kernel shows the data sent but never acknowledged, with retransmissions \(36\/36 stalled probes\): the segments or their ACKs are lost on the way\. Sizes up to 48KiB are clean on both paths\.$/,
     );
   });
 
