@@ -178,8 +178,21 @@ export interface ThresholdResult {
   /** Values the statistic was computed over (probes). */
   n: number;
   ok: boolean;
-  /** `body: p95 < 2s — p95 1.24s over 36 probes: ok`. */
+  /** How far a failed threshold missed its limit, in its unit (ms, or a fraction for rates). */
+  missedBy?: number;
+  /** `body: p95 < 2s — p95 1.24s over 36 probes: ok`, `… FAILED by 1.3s`. */
   message: string;
+}
+
+/** By how much `actual` misses the limit of `t` (0 at the limit itself: `<` fails there). */
+function missedBy(t: Threshold, actual: number): number {
+  return Math.abs(actual - t.value);
+}
+
+function byWords(t: Threshold, actual: number, rate: boolean): string {
+  const d = missedBy(t, actual);
+  if (d === 0) return ' (exactly at the limit)';
+  return ` by ${rate ? formatPct(d) : formatMs(d)}`;
 }
 
 function stat(values: number[], s: string): number {
@@ -240,10 +253,11 @@ export function evaluateThresholds(results: readonly ProbeResult[], thresholds: 
         actual,
         n,
         ok,
+        ...(!ok && actual !== undefined ? { missedBy: missedBy(t, actual) } : {}),
         message:
           actual === undefined
             ? `${t.source} — no probes: fails`
-            : `${t.source} — ${formatPct(actual)} (${k}/${n}): ${ok ? 'ok' : 'FAILED'}`,
+            : `${t.source} — ${formatPct(actual)} (${k}/${n}): ${ok ? 'ok' : `FAILED${byWords(t, actual, true)}`}`,
       };
     }
     if (t.metric === 'total') values = results.map((r) => r.durationMs).filter((v) => Number.isFinite(v));
@@ -251,6 +265,7 @@ export function evaluateThresholds(results: readonly ProbeResult[], thresholds: 
     if (!values.length) return { threshold: t, n: 0, ok: false, message: `${t.source} — no probe recorded time in ${t.metric}: fails` };
     actual = stat(values, t.stat);
     const ok = holds(actual, t.op, t.value);
-    return { threshold: t, actual, n: values.length, ok, message: `${t.source} — ${t.stat} ${formatMs(actual)} over ${values.length} probes: ${ok ? 'ok' : 'FAILED'}` };
+    const message = `${t.source} — ${t.stat} ${formatMs(actual)} over ${values.length} probes: ${ok ? 'ok' : `FAILED${byWords(t, actual, false)}`}`;
+    return { threshold: t, actual, n: values.length, ok, ...(ok ? {} : { missedBy: missedBy(t, actual) }), message };
   });
 }

@@ -90,7 +90,8 @@ describe('evaluateThresholds', () => {
     const [p95, p50, max, avg] = evaluateThresholds(rs, [th('body', 'p95', '<', 2000), th('body', 'p50', '<', 2000), th('body', 'max', '<=', 10_000), th('body', 'avg', '<', 3000)]);
     expect(p95).toMatchObject({ ok: false, n: 5 });
     expect(p95!.actual).toBeCloseTo(8008, 0);
-    expect(p95!.message).toBe('body: p95 < 2000 — p95 8.01s over 5 probes: FAILED');
+    expect(p95!.message).toBe('body: p95 < 2000 — p95 8.01s over 5 probes: FAILED by 6.01s');
+    expect(p95!.missedBy).toBeCloseTo(6008, 0);
     expect(p50).toMatchObject({ ok: true, actual: 30 });
     expect(max).toMatchObject({ ok: true, actual: 10_000 });
     expect(avg).toMatchObject({ ok: true, actual: 2020 });
@@ -98,7 +99,7 @@ describe('evaluateThresholds', () => {
 
   it('rates and total', () => {
     const [stall, success, total] = evaluateThresholds(rs, [th('stall_rate', 'rate', '<', 0.01), th('success_rate', 'rate', '>=', 0.8), th('total', 'p50', '<', 100)]);
-    expect(stall).toMatchObject({ ok: false, actual: 0.2, n: 5, message: 'stall_rate: rate < 0.01 — 20% (1/5): FAILED' });
+    expect(stall).toMatchObject({ ok: false, actual: 0.2, n: 5, message: 'stall_rate: rate < 0.01 — 20% (1/5): FAILED by 19%' });
     expect(success).toMatchObject({ ok: true, actual: 0.8 });
     expect(total).toMatchObject({ ok: true, actual: 36 });
   });
