@@ -118,9 +118,12 @@ function offsetSentence(g: Finding[]): string {
 
 function offsetSentences(stall: Finding[], done: Set<Finding>): string[] {
   const groups = new Map<string, Finding[]>();
+  // a path whose far end went silent was told so by its path sentence: "the whole message was acknowledged" adds nothing
+  const silent = new Set(stall.filter((f) => f.kind === 'path-specific' && pathEv(f)?.silent).map((f) => f.path));
   for (const f of stall.filter((x) => x.kind === 'stall-offset' || x.kind === 'pmtu-blackhole')) {
     done.add(f);
     const e = ev<OffEv>(f);
+    if (e.pattern === 'complete' && e.source !== 'sink' && silent.has(f.path)) continue;
     pushTo(groups, `${f.kind}|${e.pattern ?? ''}|${e.source}`, f);
   }
   return [...groups.values()].map(offsetSentence);
