@@ -8,7 +8,7 @@ import { formatPct } from '../analyze/stats.js';
 import type { ProbeResult } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
 import type { RuleSet } from './styles.js';
-import { esc, gkey, group, numAttr, uniq } from './util.js';
+import { esc, gkey, group, numAttr, probesByCell, uniq } from './util.js';
 import { type CellWhat, WHATS, WHAT_COLOR, WHAT_LABEL, cellWhat } from './what.js';
 
 export interface Column {
@@ -16,15 +16,22 @@ export interface Column {
   path: string;
 }
 
-export interface Grid {
+export interface Grid<T extends GridCell = CellStats> {
   targets: string[];
   paths: string[];
   sizes: number[];
   cols: Column[];
-  byKey: Map<string, CellStats>;
+  byKey: Map<string, T>;
 }
 
-export function gridOf(cells: readonly CellStats[]): Grid {
+/** What a grid lays out: anything of one (path, target, size) — a cell, or verify's comparison of one. */
+export interface GridCell {
+  target: string;
+  path: string;
+  sizeBytes: number;
+}
+
+export function gridOf<T extends GridCell>(cells: readonly T[]): Grid<T> {
   const targets = uniq(cells.map((c) => c.target));
   // paths in order of first appearance (the profile's order when cells come from computeCells)
   const paths = uniq(cells.map((c) => c.path));
@@ -135,13 +142,7 @@ export function renderHeatmap(cells: readonly CellStats[], results: readonly Pro
   if (cells.length === 0) return '<p class="empty">No probes: nothing to map.</p>';
   const g = gridOf(cells);
   const multiTarget = g.targets.length > 1;
-  const byCell = new Map<string, ProbeResult[]>();
-  for (const r of results) {
-    const k = gkey(r.target, r.path, r.sizeBytes);
-    const a = byCell.get(k);
-    if (a) a.push(r);
-    else byCell.set(k, [r]);
-  }
+  const byCell = probesByCell(results);
   const head: string[] = [];
   if (multiTarget) {
     head.push('<tr><th class="corner"></th>');

@@ -19,10 +19,10 @@ import { formatP } from '../analyze/stats.js';
 import type { CellComparison, CellVerdict, ThresholdResult, VerifyResult } from '../analyze/verify.js';
 import { STAGES, type Finding, type ProbeResult, type Stage } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
-import { type Column, failureText, heatmapCss, renderHeatmap } from './heatmap.js';
+import { failureText, gridOf, heatmapCss, renderHeatmap } from './heatmap.js';
 import { RuleSet } from './styles.js';
 import { renderTimeline } from './timeline.js';
-import { bytesText, esc, finite, gkey, group, labelRows, median, niceTicks, numAttr, plural, r1, uniq, jsonForScript } from './util.js';
+import { bytesText, esc, finite, gkey, group, labelRows, median, niceTicks, numAttr, plural, probesByCell, r1, uniq, jsonForScript } from './util.js';
 
 export { esc, jsonForScript } from './util.js';
 export { stallColor } from './heatmap.js';
@@ -168,13 +168,7 @@ function waterfallRow(c: CellStats, rs: readonly ProbeResult[]): { segs: WfSeg[]
 
 function renderWaterfall(cells: readonly CellStats[], results: readonly ProbeResult[], rules: RuleSet): string {
   if (cells.length === 0) return '<p class="empty">No probes.</p>';
-  const byCell = new Map<string, ProbeResult[]>();
-  for (const r of results) {
-    const k = gkey(r.target, r.path, r.sizeBytes);
-    const a = byCell.get(k);
-    if (a) a.push(r);
-    else byCell.set(k, [r]);
-  }
+  const byCell = probesByCell(results);
   const multiTarget = uniq(cells.map((c) => c.target)).length > 1;
   const rows = cells.map((c) => ({ c, ...waterfallRow(c, byCell.get(gkey(c.target, c.path, c.sizeBytes)) ?? []) }));
   // The shared scale fits the stages of the probes that completed them; a failed probe's partial time (a 10 s
@@ -398,13 +392,7 @@ count is known. Click a column heading to sort.</p>`;
 
 function renderVerify(v: ReportVerify): string {
   const res = v.result;
-  const cells = res.cells;
-  const targets = uniq(cells.map((c) => c.target));
-  const paths = uniq(cells.map((c) => c.path));
-  const sizes = uniq(cells.map((c) => c.sizeBytes)).sort((a, b) => a - b);
-  const byKey = new Map(cells.map((c) => [gkey(c.target, c.path, c.sizeBytes), c]));
-  const cols: Column[] = [];
-  for (const t of targets) for (const p of paths) if (cells.some((c) => c.target === t && c.path === p)) cols.push({ target: t, path: p });
+  const { targets, sizes, cols, byKey } = gridOf(res.cells);
   const multiTarget = targets.length > 1;
   const side = (s: CellComparison['before']): string => (s ? `${s.failed}/${s.total}` : '–');
   const rows = sizes.map((s) => {
@@ -438,7 +426,7 @@ function renderVerify(v: ReportVerify): string {
     : '';
   const from = v.baseline ? `<p class="muted">baseline ${esc(v.baseline)}${v.baselineProbes !== undefined ? ` (${plural(v.baselineProbes, 'probe')})` : ''} → new run ${esc(v.after ?? '')}</p>` : '';
   return `${from}
-<p>Per cell: failed probes (not delivered) before → after, Fisher's exact test. ${esc(counts)}.</p>
+<p>Per cell: failed probes (not delivered) before → after, ${esc(res.test)}, ${esc(res.correction)}-corrected over ${plural(res.hypotheses, 'cell')} compared (the p shown is adjusted). ${esc(counts)}.</p>
 <div class="hm-wrap"><table class="heatmap verify"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>
 ${th}`;
 }

@@ -92,3 +92,15 @@ export function labelRows(xs: readonly number[], widths: readonly number[], gap 
 }
 
 export const gkey = (target: string, path: string, size: number): string => `${target}\u0000${path}\u0000${size}`;
+
+/** Results grouped by cell, keyed by `gkey(target, path, size)`. */
+export function probesByCell<T extends { target: string; path: string; sizeBytes: number }>(results: readonly T[]): Map<string, T[]> {
+  const byCell = new Map<string, T[]>();
+  for (const r of results) {
+    const k = gkey(r.target, r.path, r.sizeBytes);
+    const a = byCell.get(k);
+    if (a) a.push(r);
+    else byCell.set(k, [r]);
+  }
+  return byCell;
+}
