@@ -186,7 +186,9 @@ describe('renderReport: hostile values and the CSP', () => {
   it('a crafted durationMs (or size) in a results line never becomes markup', () => {
     const rs = lb();
     const evil = '"><svg onload=alert(1)>';
+    const stalled = rs.findIndex((r) => r.outcome === 'stalled');
     const bad = [{ ...rs[0]!, durationMs: evil as unknown as number }, { ...rs[1]!, stages: { body: evil as unknown as number } }, ...rs.slice(2)];
+    bad[stalled] = { ...bad[stalled]!, stallKind: evil as unknown as 'no-ack' };
     const html = report(bad);
     expect(html).not.toContain('<svg onload');
     expect(html).not.toMatch(/data-v="[^"0-9.e+-]/);

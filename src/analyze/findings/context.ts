@@ -260,6 +260,28 @@ function coverage(ctx: Omit<Context, 'groups' | 'covered'>): { groups: StallGrou
   return { groups, covered };
 }
 
+/** The cells of each (path, target), by series key. */
+function seriesOf(cells: readonly CellStats[]): Map<string, CellStats[]> {
+  const series = new Map<string, CellStats[]>();
+  for (const c of cells) {
+    const l = series.get(seriesKey(c.path, c.target));
+    if (l) l.push(c);
+    else series.set(seriesKey(c.path, c.target), [c]);
+  }
+  return series;
+}
+
+/** How many hypotheses each kind of pattern is chosen among: the Bonferroni factors of policy.ts. */
+function hypothesesOf(series: Map<string, CellStats[]>, paths: number, targets: number): Context['hypotheses'] {
+  const nSizes = Math.max(1, ...[...series.values()].map((s) => s.length));
+  return {
+    split: Math.max(1, (nSizes - 1) * series.size),
+    path: Math.max(1, nSizes * paths),
+    target: Math.max(1, nSizes * targets),
+    intermittent: Math.max(1, paths),
+  };
+}
+
 export function buildContext(results: readonly ProbeResult[], opts: CompareOptions = {}): Context {
   const alpha = opts.alpha ?? 0.05;
   const segmentBytes = opts.segmentBytes ?? 1448;
@@ -272,19 +294,8 @@ export function buildContext(results: readonly ProbeResult[], opts: CompareOptio
   }
   const paths = [...new Set(cells.map((c) => c.path))].sort();
   const targets = [...new Set(cells.map((c) => c.target))].sort();
-  const series = new Map<string, CellStats[]>();
-  for (const c of cells) {
-    const l = series.get(seriesKey(c.path, c.target));
-    if (l) l.push(c);
-    else series.set(seriesKey(c.path, c.target), [c]);
-  }
-  const nSizes = Math.max(1, ...[...series.values()].map((s) => s.length));
-  const hypotheses = {
-    split: Math.max(1, (nSizes - 1) * series.size),
-    path: Math.max(1, nSizes * paths.length),
-    target: Math.max(1, nSizes * targets.length),
-    intermittent: Math.max(1, paths.length),
-  };
+  const series = seriesOf(cells);
+  const hypotheses = hypothesesOf(series, paths.length, targets.length);
   const kinds = new Map(results.filter((r) => r.outcome === 'stalled').map((r) => [r, stallKindOf(r, segmentBytes)] as const));
   const base: Base = {
     results, cells, alpha, segmentBytes, paths, targets, byCell, kinds, hypotheses,

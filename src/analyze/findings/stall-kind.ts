@@ -2,7 +2,7 @@
  * Which of the three stalls a stalled probe was: the engine's `stallKind`, or, for results written before it
  * recorded one, the same reading of the TCP snapshot (so old JSONL files still compare). Pure.
  */
-import type { ProbeResult, StallKind, TcpSnapshot } from '../../model.js';
+import { STALL_KINDS, type ProbeResult, type StallKind, type TcpSnapshot } from '../../model.js';
 import { dataOutstanding } from '../../probe/evidence.js';
 
 /** The peer's window is below one segment (0, 64, 1174 bytes against a 1448-byte MSS) and nothing is retransmitted. */
@@ -28,7 +28,8 @@ export function retransmitting(t: TcpSnapshot): boolean {
 /** The stall kind of a stalled probe; undefined for other outcomes and for stalls without any evidence. */
 export function stallKindOf(r: ProbeResult, segmentBytes: number): StallKind | undefined {
   if (r.outcome !== 'stalled') return undefined;
-  if (r.stallKind) return r.stallKind;
+  // a results file is input: only the three kinds are kinds (anything else is read from the snapshot)
+  if (r.stallKind && (STALL_KINDS as readonly string[]).includes(r.stallKind)) return r.stallKind;
   const t = r.tcp;
   if (!t) return undefined;
   if (windowClosed(t, segmentBytes)) return 'window-closed';
