@@ -33,7 +33,7 @@ function silentStatement(ctx: Context, pt: PathTest, head: string): { statement:
     return { statement: `${head}: the receiver got the whole message but its reply never came back over ${pt.path}; ${others}.`, ...(ms !== undefined ? { replyMs: ms } : {}) };
   }
   return {
-    statement: `${head}; ${others}: a TCP-terminating device on ${pt.path} (a proxy or load balancer) ${silentWhat(stage)} — it swallows what the server would answer.`,
+    statement: `${head}; ${others}: a TCP-terminating device on ${pt.path} (a proxy or load balancer) swallows what the server would answer.`,
     ...(ms !== undefined ? { replyMs: ms } : {}),
   };
 }
@@ -48,7 +48,7 @@ function finding(ctx: Context, pt: PathTest): Finding {
   const silent = isSilent(ctx, pt.cells);
   const { stage: st } = stageSplit(stalled.map((r) => r.stage));
   const s = silent
-    ? silentStatement(ctx, pt, `Path ${pt.path}: the far end ${silentWhat(st)}${toTargets} ${w.where} (${counts} on ${joinAnd(pt.refPaths)}; every byte acknowledged, no reply)`)
+    ? silentStatement(ctx, pt, `Path ${pt.path}: the far end ${silentWhat(st)}${toTargets} ${w.where} (${frac(a)} probes${pctOf(a)}; ${joinAnd(pt.refPaths)} ${frac(b)}, ${formatP(tested.pValue)}; every byte acknowledged, no reply)`)
     : { statement: `Path ${pt.path} stalls ${stage}${toTargets} ${w.where} where ${joinAnd(pt.refPaths)} does not: ${counts}.` };
   return {
     kind: 'path-specific',
