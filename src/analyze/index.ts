@@ -3,6 +3,7 @@ export { computeCells, cellKey, stageStats, ackedBodyOffset, sinkBodyBytes } fro
 export type { CellStats, StageStats, StallOffset } from './cells.js';
 export { compare, findings, verdict, stagePhrase, approxSize, sizeRange } from './compare.js';
 export type { CompareOptions, CompareResult } from './compare.js';
+export { RULES, buildContext, type Rule, type Context as CompareContext } from './findings/index.js';
 export { verifyRuns, evaluateThresholds, describeCell } from './verify.js';
 export type { CellVerdict, CellComparison, RunSide, VerifyResult, VerifyOptions, ThresholdResult } from './verify.js';
 export { bisect, bracketEvidence, BisectError } from './bisect.js';

@@ -112,6 +112,11 @@ describe('no-reply: a path finding only when other paths get replies', () => {
     const f = of(c.findings, 'no-reply')[0]!;
     expect(f.statement).toBe('Target smtps.test:465 accepts connections but sends no greeting (12/12 probes over both paths): a silent server, not a network stall; port 465: the server may expect implicit TLS: --tls implicit.');
     expect(c.verdict).not.toMatch(/1B|stops passing data/);
+    // another port: the hint comes only from the engine's own look at the connection
+    const plain = compare(rs.map((r) => ({ ...r, target: 'smtp.test:25', remotePort: 25 })));
+    expect(of(plain.findings, 'no-reply')[0]!.statement).toMatch(/a silent server, not a network stall\.$/);
+    const looked = compare(rs.map((r) => ({ ...r, target: 'smtp.test:25', remotePort: 25, error: { code: 'ESTALL', message: 'no greeting; a ClientHello was answered: the server expects implicit TLS' } })));
+    expect(of(looked.findings, 'no-reply')[0]!.statement).toMatch(/; the server may expect implicit TLS: --tls implicit\.$/);
   });
 });
 

@@ -21,7 +21,9 @@ const IMPLICIT_TLS_PORTS = new Set([465, 993, 995]);
 
 function tlsHint(rs: readonly ProbeResult[], target: string): string {
   const port = rs.find((r) => r.remotePort !== undefined)?.remotePort ?? Number(/:(\d+)$/.exec(target)?.[1]);
-  return IMPLICIT_TLS_PORTS.has(port) ? `; port ${port}: the server may expect implicit TLS: --tls implicit` : '';
+  if (IMPLICIT_TLS_PORTS.has(port)) return `; port ${port}: the server may expect implicit TLS: --tls implicit`;
+  // the engine's own look at the silent connection (a ClientHello answered) says so in the error
+  return rs.some((r) => /implicit TLS/i.test(r.error?.message ?? '')) ? '; the server may expect implicit TLS: --tls implicit' : '';
 }
 
 /** p50 of the time probes to these cells waited for the final reply (delivered: the real time; silent: a lower bound). */
