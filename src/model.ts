@@ -305,6 +305,8 @@ export type FindingKind =
   | 'insufficient-data'
   /** Stalls spread over cells with no pattern by path, size or target. */
   | 'scattered-stalls'
+  /** Every byte acknowledged and no reply, on every path to a target: a slow or silent server, not the network. */
+  | 'no-reply'
   /** Probes that failed otherwise: refused, unreachable, reset, tls-error, protocol-error, dns-error. */
   | 'failure';
 

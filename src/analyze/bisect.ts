@@ -9,6 +9,7 @@
 import type { Outcome, ProbeResult } from '../model.js';
 import { formatSize } from '../units.js';
 import { ackedBodyOffset, sinkBodyBytes } from './cells.js';
+import { type TestedDifference, describeP, probesNeeded, testDifference } from './policy.js';
 import { median } from './stats.js';
 
 export type RunStep = (sizeBytes: number, count: number) => Promise<ProbeResult[]>;
@@ -41,6 +42,8 @@ export interface BisectStep {
   sizeBytes: number;
   verdict: StepVerdict;
   probes: number;
+  /** Probes of this step that stalled (or reset / timed out in the body: the same size dependence). */
+  stalled: number;
   counts: Partial<Record<Outcome, number>>;
   /** `stalled@body`, or the error of an `error` step. */
   detail?: string;
@@ -64,6 +67,39 @@ export interface BisectResult {
   steps: BisectStep[];
   /** Median body offset where stalled probes stopped, across all steps (acknowledged / received bytes). */
   stallOffsetBytes?: number;
+  /**
+   * The bracket under the statistics policy of `compare` (policy.ts): probes at sizes ≥ high vs ≤ low, Fisher's
+   * exact test, Bonferroni over the splits of the sizes probed. Absent when one side has no probes.
+   */
+  evidence?: BisectEvidence;
+}
+
+export interface BisectEvidence extends TestedDifference {
+  stalledAbove: number;
+  totalAbove: number;
+  stalledBelow: number;
+  totalBelow: number;
+  /** Probes per side that would make the bracket significant if the rates hold (when it is not). */
+  probesNeeded?: number;
+  /** `at ≥ 90KiB 2/2 stalled, at ≤ 80KiB 0/6: p = 0.036 (raw …, 4 hypotheses)`, or "not enough data to call …". */
+  statement: string;
+}
+
+/** Stalls above the bracket vs below it, tested like every comparison of `compare`. */
+export function bracketEvidence(steps: readonly BisectStep[], low: number, high: number, alpha = 0.05): BisectEvidence | undefined {
+  const above = steps.filter((s) => s.sizeBytes >= high);
+  const below = steps.filter((s) => s.sizeBytes <= low);
+  const a = { stalled: above.reduce((n, s) => n + s.stalled, 0), total: above.reduce((n, s) => n + s.probes, 0) };
+  const b = { stalled: below.reduce((n, s) => n + s.stalled, 0), total: below.reduce((n, s) => n + s.probes, 0) };
+  if (!a.total || !b.total) return undefined;
+  const sizes = new Set(steps.map((s) => s.sizeBytes)).size;
+  const t = testDifference(a, b, sizes - 1, alpha);
+  const counts = `at ≥ ${formatSize(high)} ${a.stalled}/${a.total} stalled, at ≤ ${formatSize(low)} ${b.stalled}/${b.total}`;
+  const need = t.significant ? undefined : probesNeeded(a.stalled / a.total, 1, b.stalled / b.total, 1, Math.max(a.total, b.total), t.hypotheses, alpha);
+  const statement = t.significant
+    ? `${counts}: Fisher exact, ${describeP(t)}`
+    : `not enough data to call: ${counts}, ${describeP(t)}${need ? `; ${need} probes on each side would decide` : ''}`;
+  return { ...t, stalledAbove: a.stalled, totalAbove: a.total, stalledBelow: b.stalled, totalBelow: b.total, ...(need ? { probesNeeded: need } : {}), statement };
 }
 
 /** Outcomes that mean "this size triggers the problem". */
@@ -106,6 +142,7 @@ export async function bisect(runStep: RunStep, opts: BisectOptions): Promise<Bis
     let n = 0;
     let verdict: StepVerdict = 'clean';
     let detail: string | undefined;
+    let stalled = 0;
     const stepOffsets: number[] = [];
     while (n < repeat && probes < maxProbes) {
       const rs = await runStep(sizeBytes, 1);
@@ -115,6 +152,7 @@ export async function bisect(runStep: RunStep, opts: BisectOptions): Promise<Bis
       for (const r of rs) counts[r.outcome] = (counts[r.outcome] ?? 0) + 1;
       const stall = rs.find(isStallLike);
       const bad = rs.find((r) => r.outcome !== 'delivered' && !isStallLike(r));
+      stalled += rs.filter(isStallLike).length;
       if (stall) {
         verdict = 'stalls';
         detail = `${stall.outcome}${stall.stage ? `@${stall.stage}` : ''}`;
@@ -135,7 +173,7 @@ export async function bisect(runStep: RunStep, opts: BisectOptions): Promise<Bis
     if (verdict === 'clean' && role !== 'check-high') low = Math.max(low, sizeBytes);
     if (verdict === 'stalls' && role !== 'check-low') high = Math.min(high, sizeBytes);
     offsets.push(...stepOffsets);
-    const s: BisectStep = { n: steps.length + 1, role, sizeBytes, verdict, probes: n, counts, low, high };
+    const s: BisectStep = { n: steps.length + 1, role, sizeBytes, verdict, probes: n, stalled, counts, low, high };
     if (detail) s.detail = detail;
     else if (verdict === 'error') s.detail = 'probe budget spent';
     if (stepOffsets.length) s.stallOffsetBytes = Math.round(median(stepOffsets));
@@ -147,6 +185,8 @@ export async function bisect(runStep: RunStep, opts: BisectOptions): Promise<Bis
   const done = (converged: boolean, reason: string): BisectResult => {
     const r: BisectResult = { low, high, converged, reason, probes, steps };
     if (offsets.length) r.stallOffsetBytes = Math.round(median(offsets));
+    const ev = bracketEvidence(steps, low, high);
+    if (ev) r.evidence = ev;
     return r;
   };
   const closeEnough = (): boolean => high - low <= Math.max(segment, precision * low);

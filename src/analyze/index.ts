@@ -3,10 +3,13 @@ export { computeCells, cellKey, stageStats, ackedBodyOffset, sinkBodyBytes } fro
 export type { CellStats, StageStats, StallOffset } from './cells.js';
 export { compare, findings, verdict, stagePhrase, approxSize, sizeRange } from './compare.js';
 export type { CompareOptions, CompareResult } from './compare.js';
+export { RULES, buildContext, type Rule, type Context as CompareContext } from './findings/index.js';
 export { verifyRuns, evaluateThresholds, describeCell } from './verify.js';
 export type { CellVerdict, CellComparison, RunSide, VerifyResult, VerifyOptions, ThresholdResult } from './verify.js';
-export { bisect, BisectError } from './bisect.js';
-export type { BisectOptions, BisectResult, BisectStep, RunStep, StepVerdict } from './bisect.js';
+export { bisect, bracketEvidence, BisectError } from './bisect.js';
+export type { BisectEvidence, BisectOptions, BisectResult, BisectStep, RunStep, StepVerdict } from './bisect.js';
+export { adjustP, testDifference, describeP, TEST_NAME, CORRECTION } from './policy.js';
+export type { TestedDifference } from './policy.js';
 export { readResults, parseResults, ResultsInputError } from './io.js';
 export type { ResultsInputCode } from './io.js';
 export {

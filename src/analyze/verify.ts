@@ -1,20 +1,22 @@
 /**
- * Verify a fix: compare a baseline run with a run after the change, cell by cell, with Fisher's exact test
- * behind every call; and evaluate k6-style thresholds on a run. Pure functions.
+ * Verify a fix: compare a baseline run with a run after the change, cell by cell, under the statistics policy of
+ * `compare` (policy.ts: Fisher's exact test, Bonferroni over the cells compared); and evaluate k6-style thresholds
+ * on a run. Pure functions.
  */
 import type { Outcome, ProbeResult, Stage } from '../model.js';
 import type { Threshold } from '../profile/plan.js';
 import { formatMs, formatSize } from '../units.js';
 import { type CellStats, cellKey, computeCells } from './cells.js';
-import { fisherExact, formatP, formatPct, percentile, probesPerCellForSignificance, sortedCopy, wilson } from './stats.js';
+import { CORRECTION, TEST_NAME, describeP, probesNeeded, testDifference } from './policy.js';
+import { formatPct, percentile, sortedCopy, wilson } from './stats.js';
 
 /**
  * - `fixed`: the baseline failed, the new run significantly less and no longer fails
  * - `still-failing`: fails in both runs (possibly better or worse: see `note`)
  * - `regressed`: significantly more failures than the baseline
  * - `unchanged`: no significant difference, and the baseline did not fail
- * - `inconclusive`: a difference that is not significant where it matters (a baseline failure that looks
- *   fixed, or new failures), with the probes per cell that would decide
+ * - `inconclusive`: not enough data to call — a difference that is not significant (after the correction) where
+ *   it matters (a baseline failure that looks fixed, or new failures), with the probes per cell that would decide
  * - `not-probed`: in the baseline, not in the new run
  * - `new`: in the new run only (no baseline to compare with)
  */
@@ -36,9 +38,13 @@ export interface CellComparison {
   baselineFailing: boolean;
   before?: RunSide;
   after?: RunSide;
-  /** Fisher's exact test (two-sided) of failed vs delivered, before vs after. */
+  /** Fisher's exact test (two-sided) of failed vs delivered, before vs after, Bonferroni-adjusted over `hypotheses`. */
   pValue?: number;
-  /** The test behind the call, in words: `Fisher exact: 12/12 → 0/12 failed, p < 0.001`. */
+  /** The same test before the correction. */
+  pValueRaw?: number;
+  /** Cells compared in this verify (the correction's factor). */
+  hypotheses?: number;
+  /** The test behind the call, in words: `Fisher exact: 12/12 → 0/12 failed, p < 0.001 (raw …, 6 hypotheses)`. */
   test: string;
   note?: string;
   /** For `inconclusive`: probes per cell that would make the observed difference significant. */
@@ -52,6 +58,11 @@ export interface VerifyResult {
   baselineFailing: number;
   fixed: number;
   regressed: number;
+  /** The statistics policy the calls were made under. */
+  test: typeof TEST_NAME;
+  correction: typeof CORRECTION;
+  hypotheses: number;
+  alpha: number;
 }
 
 export interface VerifyOptions {
@@ -76,6 +87,42 @@ function failureWords(s: RunSide): string {
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
+/** The call on one cell present in both runs. */
+function callCell(base: Pick<CellComparison, 'path' | 'target' | 'sizeBytes'>, bs: RunSide, as: RunSide, hypotheses: number, alpha: number, isFailing: (s: RunSide) => boolean): CellComparison {
+  const t = testDifference({ stalled: bs.failed, total: bs.total }, { stalled: as.failed, total: as.total }, hypotheses, alpha);
+  const test = `Fisher exact: ${bs.failed}/${bs.total} → ${as.failed}/${as.total} failed, ${describeP(t)}`;
+  const bFail = isFailing(bs);
+  const aFail = isFailing(as);
+  const c: CellComparison = { ...base, status: 'unchanged', baselineFailing: bFail, before: bs, after: as, pValue: t.pValue, pValueRaw: t.pValueRaw, hypotheses: t.hypotheses, test };
+  const undecided = (what: string): void => {
+    c.status = 'inconclusive';
+    c.probesPerCellNeeded = probesNeeded(bs.failRate, 1, as.failRate, 1, Math.max(bs.total, as.total), hypotheses, alpha);
+    c.note = `not enough data to call: ${what}, not significant${c.probesPerCellNeeded ? `; ${c.probesPerCellNeeded} probes per cell in each run would decide` : ''}`;
+  };
+  if (bFail && !aFail) {
+    if (t.significant) c.status = 'fixed';
+    else undecided('fewer failures');
+  } else if (bFail && aFail) {
+    if (t.significant && as.failRate > bs.failRate) {
+      c.status = 'regressed';
+      c.note = 'failed before, fails more now';
+    } else {
+      c.status = 'still-failing';
+      if (t.significant) c.note = 'improved, but still fails';
+    }
+  } else if (!bFail && aFail) {
+    if (t.significant) c.status = 'regressed';
+    else undecided('new failures');
+  } else if (t.significant && as.failRate > bs.failRate) {
+    c.status = 'regressed';
+  }
+  if (c.status === 'still-failing' || c.status === 'regressed' || c.status === 'fixed') {
+    const words = failureWords(c.status === 'fixed' ? bs : as);
+    if (words) c.note = `${c.note ? `${c.note}; ` : ''}${c.status === 'fixed' ? 'was' : 'now'}${words}`;
+  }
+  return c;
+}
+
 /** Compare a baseline run with a new run, cell by cell (path × target × size). */
 export function verifyRuns(before: readonly ProbeResult[], after: readonly ProbeResult[], opts: VerifyOptions = {}): VerifyResult {
   const alpha = opts.alpha ?? 0.05;
@@ -84,6 +131,8 @@ export function verifyRuns(before: readonly ProbeResult[], after: readonly Probe
   const bCells = new Map(computeCells(before).map((c) => [cellKey(c), c]));
   const aCells = new Map(computeCells(after).map((c) => [cellKey(c), c]));
   const keys = [...new Set([...bCells.keys(), ...aCells.keys()])];
+  // one hypothesis per cell compared on both sides: with 20 cells, one p < 0.05 by chance is expected
+  const hypotheses = Math.max(1, keys.filter((k) => bCells.has(k) && aCells.has(k)).length);
   const out: CellComparison[] = [];
   for (const k of keys) {
     const b = bCells.get(k);
@@ -93,54 +142,10 @@ export function verifyRuns(before: readonly ProbeResult[], after: readonly Probe
     if (!a) {
       const bs = side(b!);
       out.push({ ...base, status: 'not-probed', baselineFailing: isFailing(bs), before: bs, test: `not in the new run (baseline ${bs.failed}/${bs.total} failed)` });
-      continue;
-    }
-    if (!b) {
+    } else if (!b) {
       const as = side(a);
       out.push({ ...base, status: 'new', baselineFailing: false, after: as, test: `not in the baseline (now ${as.failed}/${as.total} failed)` });
-      continue;
-    }
-    const bs = side(b);
-    const as = side(a);
-    const p = fisherExact(bs.failed, bs.total - bs.failed, as.failed, as.total - as.failed);
-    const test = `Fisher exact: ${bs.failed}/${bs.total} → ${as.failed}/${as.total} failed, ${formatP(p)}`;
-    const bFail = isFailing(bs);
-    const aFail = isFailing(as);
-    const sig = p < alpha;
-    const c: CellComparison = { ...base, status: 'unchanged', baselineFailing: bFail, before: bs, after: as, pValue: p, test };
-    const need = (): number | undefined =>
-      probesPerCellForSignificance(bs.failRate, 1, as.failRate, 1, Math.max(bs.total, as.total), alpha);
-    if (bFail && !aFail) {
-      if (sig) c.status = 'fixed';
-      else {
-        c.status = 'inconclusive';
-        c.probesPerCellNeeded = need();
-        c.note = `fewer failures, not significant${c.probesPerCellNeeded ? `: ${c.probesPerCellNeeded} probes per cell in each run would decide` : ''}`;
-      }
-    } else if (bFail && aFail) {
-      if (sig && as.failRate > bs.failRate) {
-        c.status = 'regressed';
-        c.note = 'failed before, fails more now';
-      } else {
-        c.status = 'still-failing';
-        if (sig) c.note = 'improved, but still fails';
-      }
-    } else if (!bFail && aFail) {
-      if (sig) c.status = 'regressed';
-      else {
-        c.status = 'inconclusive';
-        c.probesPerCellNeeded = need();
-        c.note = `new failures, not significant${c.probesPerCellNeeded ? `: ${c.probesPerCellNeeded} probes per cell in each run would decide` : ''}`;
-      }
-    } else if (sig && as.failRate > bs.failRate) {
-      c.status = 'regressed';
-    }
-    if (c.status === 'still-failing' || c.status === 'regressed' || c.status === 'fixed') {
-      const what = c.status === 'fixed' ? bs : as;
-      const words = failureWords(what);
-      if (words) c.note = `${c.note ? `${c.note}; ` : ''}${c.status === 'fixed' ? 'was' : 'now'}${words}`;
-    }
-    out.push(c);
+    } else out.push(callCell(base, side(b), side(a), hypotheses, alpha, isFailing));
   }
   out.sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : 0) || x.sizeBytes - y.sizeBytes || (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   const counts: Record<CellVerdict, number> = { fixed: 0, 'still-failing': 0, regressed: 0, unchanged: 0, inconclusive: 0, 'not-probed': 0, new: 0 };
@@ -151,6 +156,10 @@ export function verifyRuns(before: readonly ProbeResult[], after: readonly Probe
     baselineFailing: out.filter((c) => c.baselineFailing).length,
     fixed: counts.fixed,
     regressed: counts.regressed,
+    test: TEST_NAME,
+    correction: CORRECTION,
+    hypotheses,
+    alpha,
   };
 }
 
@@ -169,8 +178,21 @@ export interface ThresholdResult {
   /** Values the statistic was computed over (probes). */
   n: number;
   ok: boolean;
-  /** `body: p95 < 2s — p95 1.24s over 36 probes: ok`. */
+  /** How far a failed threshold missed its limit, in its unit (ms, or a fraction for rates). */
+  missedBy?: number;
+  /** `body: p95 < 2s — p95 1.24s over 36 probes: ok`, `… FAILED by 1.3s`. */
   message: string;
+}
+
+/** By how much `actual` misses the limit of `t` (0 at the limit itself: `<` fails there). */
+function missedBy(t: Threshold, actual: number): number {
+  return Math.abs(actual - t.value);
+}
+
+function byWords(t: Threshold, actual: number, rate: boolean): string {
+  const d = missedBy(t, actual);
+  if (d === 0) return ' (exactly at the limit)';
+  return ` by ${rate ? formatPct(d) : formatMs(d)}`;
 }
 
 function stat(values: number[], s: string): number {
@@ -231,10 +253,11 @@ export function evaluateThresholds(results: readonly ProbeResult[], thresholds: 
         actual,
         n,
         ok,
+        ...(!ok && actual !== undefined ? { missedBy: missedBy(t, actual) } : {}),
         message:
           actual === undefined
             ? `${t.source} — no probes: fails`
-            : `${t.source} — ${formatPct(actual)} (${k}/${n}): ${ok ? 'ok' : 'FAILED'}`,
+            : `${t.source} — ${formatPct(actual)} (${k}/${n}): ${ok ? 'ok' : `FAILED${byWords(t, actual, true)}`}`,
       };
     }
     if (t.metric === 'total') values = results.map((r) => r.durationMs).filter((v) => Number.isFinite(v));
@@ -242,6 +265,7 @@ export function evaluateThresholds(results: readonly ProbeResult[], thresholds: 
     if (!values.length) return { threshold: t, n: 0, ok: false, message: `${t.source} — no probe recorded time in ${t.metric}: fails` };
     actual = stat(values, t.stat);
     const ok = holds(actual, t.op, t.value);
-    return { threshold: t, actual, n: values.length, ok, message: `${t.source} — ${t.stat} ${formatMs(actual)} over ${values.length} probes: ${ok ? 'ok' : 'FAILED'}` };
+    const message = `${t.source} — ${t.stat} ${formatMs(actual)} over ${values.length} probes: ${ok ? 'ok' : `FAILED${byWords(t, actual, false)}`}`;
+    return { threshold: t, actual, n: values.length, ok, ...(ok ? {} : { missedBy: missedBy(t, actual) }), message };
   });
 }

@@ -157,7 +157,7 @@ export async function bisectCommand(profile: string, f: BisectFlags): Promise<nu
   if (f.json) {
     process.stdout.write(`${JSON.stringify({ path: f.path, target: f.target ?? targetLabel(base.targets[0]!), out, exitCode: code, ...result }, null, 2)}\n`);
   } else {
-    process.stdout.write(`\n${renderBisectResult(result, f.path, color)}\n  results: ${out}\n`);
+    process.stdout.write(`\n${renderBisectResult(result, f.path, color)}\n${result.evidence ? `  ${result.evidence.statement}\n` : ''}  results: ${out}\n`);
   }
   return code;
 }

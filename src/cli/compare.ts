@@ -26,10 +26,13 @@ What it says:
   the table       one row per size, one column per path (x target): ✓ delivered/total median time,
                   ✗ failures/total outcome@stage, ~ mixed
   findings        ranked, each with its evidence: the size from which a path stalls, a path that stalls where
-                  another does not (Fisher's exact test, p-value), a target every path stalls to, the byte offset
-                  where stalled transfers stop (kernel bytes_acked, or bytes written — it says which), the kernel's
-                  mechanism (segments lost vs receiver window closed), rejections (552 size limit, 4xx greylisting),
-                  slow paths and timeouts (not stalls), and "N more probes per cell would settle this"
+                  another does not (Fisher's exact test, Bonferroni-corrected: raw p, adjusted p, hypotheses), a
+                  target every path stalls to, the byte offset where stalled transfers stop (kernel bytes_acked, or
+                  bytes written — it says which), the kernel's mechanism (segments or their ACKs lost, a window
+                  below one segment, no window scaling on one path), a far end that took the data and went silent
+                  (a device on one path, or a slow / silent server when every path sees it: not a network stall),
+                  rejections (552 size limit, 4xx greylisting), slow paths and timeouts (not stalls), and
+                  "N more probes per cell would settle this"
   the verdict     one paragraph in plain words
 
 Examples:

@@ -8,7 +8,7 @@ import { CliError, EXIT } from './exit.js';
 
 /** Help text of the option, the same for every command. */
 export const REPORT_OPTION_HELP =
-  'also write a self-contained HTML report: verdict, stall-rate heatmap (size x path), stage waterfall per cell, stall offsets vs size, every probe (opens offline)';
+  'also write a self-contained HTML report: verdict, heatmap of delivered/total coloured by what happened (size x path; stall rate as a second view), stage waterfall per cell, stall offsets vs size, every probe on a time axis and in a table (opens offline)';
 
 /** Write the report; prints `report: FILE (size)` on stderr (stdout stays the command's, e.g. its --json). */
 export async function writeCommandReport(file: string, input: ReportInput): Promise<void> {

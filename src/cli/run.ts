@@ -5,6 +5,8 @@
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { computeCells } from '../analyze/cells.js';
+import { readResults } from '../analyze/io.js';
+import { evaluateThresholds } from '../analyze/verify.js';
 import type { Outcome, ProbeResult } from '../model.js';
 import { applyOverrides, loadProfile, ProfileError, type Plan, type PlanOverrides } from '../profile/index.js';
 import { createRunEmitter, newRunId, RunError, runPlan, slimResult, type RunSummary } from '../run/index.js';
@@ -74,9 +76,13 @@ results/<runId>.jsonl): a crash loses only the probes in flight, and --resume ru
 Ctrl-C stops starting probes, gives those in flight 2 s to finish (a second Ctrl-C ends them at once),
 writes the summary so far and exits 130.
 
+The profile's thresholds: (k6 style, e.g. 'body: p95 < 2s', 'stall_rate < 1%') are checked at the end of every
+run; each failed one is printed with its value and by how much it missed.
+
 Exit codes: 0 every probe delivered, 1 some probe did not deliver (see the table; \`mxprobe compare FILE\` names
 the path and size), 2 bad profile or options (nothing sent), 3 environment error (results file not writable,
-source address not on this machine, tcpdump unavailable), 130 interrupted.
+source address not on this machine, tcpdump unavailable), 99 a threshold failed (k6's convention; takes
+precedence over 1, also with --json), 130 interrupted.
 Real servers: a target is "real" unless every host a probe of it connects to (target, MX hosts, relay) is a
 loopback (127.0.0.0/8, ::1) or benchmark (198.18.0.0/15) address. Against real targets mxprobe is a careful
 sender: at most 1 probe/s per target when the profile sets no rate, a profile rate above 1/s is refused
@@ -226,7 +232,9 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
   const cells = computeCells(all);
   const counts = countOutcomes(all);
   const notDelivered = all.length - (counts.delivered ?? 0);
-  const code = summary.interrupted || signals > 0 ? EXIT.INTERRUPTED : notDelivered > 0 ? EXIT.FINDINGS : EXIT.OK;
+  const thresholds = evaluateThresholds(all, plan.thresholds ?? []);
+  const thresholdFailed = thresholds.some((t) => !t.ok);
+  const code = summary.interrupted || signals > 0 ? EXIT.INTERRUPTED : thresholdFailed ? EXIT.THRESHOLD : notDelivered > 0 ? EXIT.FINDINGS : EXIT.OK;
   const missing = summary.total - all.filter((r) => typeof r.key === 'string').length;
 
   if (f.json) {
@@ -245,6 +253,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
       counts,
       warnings: summary.warnings,
       exitCode: code,
+      thresholds,
       cells,
     };
     process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
@@ -255,6 +264,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     lines.push(renderCellTable(cells, { color, width: process.stdout.columns || 120 }));
     lines.push('');
     lines.push(`${plural(all.length, 'probe')} recorded: ${describeCounts(counts)}${summary.skipped ? ` (${summary.skipped} from before the resume)` : ''}`);
+    if (thresholds.length) lines.push(`thresholds: ${thresholdFailed ? `${thresholds.filter((t) => !t.ok).length} of ${thresholds.length} FAILED (exit 99)` : 'all hold'}`, ...thresholds.map((t) => `  ${t.ok ? '✓' : '✗'} ${t.message}`));
     if (summary.interrupted || signals > 0) {
       const lost = summary.dropped ? `; ${plural(summary.dropped, 'probe')} in flight ended by the stop, not recorded` : '';
       lines.push(`interrupted: ${Math.max(0, missing)} of ${summary.total} probes still to run${lost}`);
@@ -265,7 +275,9 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     process.stdout.write(`${lines.join('\n')}\n`);
   }
   if (f.report) {
-    await writeCommandReport(f.report, reportInputFor(all, { title: `mxprobe run — ${plan.name}`, subtitle: `profile ${profile} · results ${summary.out}` }));
+    // the report shows every probe whole (reply texts, errors, kernel snapshots): read them back from the file
+    const full = (await readResults([summary.out])).filter((r) => r.runId === summary.runId);
+    await writeCommandReport(f.report, reportInputFor(full, { title: `mxprobe run — ${plan.name}`, subtitle: `profile ${profile} · results ${summary.out}` }));
   }
   if (code === EXIT.INTERRUPTED) {
     // never hang after an interrupt: a probe that ignored its abort must not keep the process alive

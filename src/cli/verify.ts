@@ -32,12 +32,15 @@ interface VerifyFlags {
 
 const HELP_AFTER = `
 Each cell (path x target x size) of the baseline is compared with the same cell of the new run: failed probes
-(not delivered) before vs after, Fisher's exact test (two-sided, p < 0.05):
+(not delivered) before vs after, Fisher's exact test (two-sided), Bonferroni-corrected for the number of cells
+compared, p < 0.05 after the correction — the same policy as compare; each call shows the adjusted p, the raw p
+and the number of hypotheses:
   fixed           the baseline cell failed; the new run fails significantly less and no longer fails
   still failing   fails in both runs
   regressed       significantly more failures than before
   unchanged       no significant difference, and it did not fail before
-  inconclusive    looks fixed (or newly broken) but is not significant: it says how many probes per cell would decide
+  inconclusive    not enough data to call: looks fixed (or newly broken) but is not significant; it says how many
+                  probes per cell would decide
 A cell "fails" when the 95% lower bound of its failure rate is above 5% (one random stall in 100 is not a failure).
 
 Thresholds, k6 style, are checked on the new run: from the profile's "thresholds:" (with --profile) and from

@@ -1,19 +1,31 @@
 /**
  * The HTML report: one self-contained file (inline CSS, inline JS, inline SVG, the data embedded as JSON; no
  * external URL of any kind, and a Content-Security-Policy that forbids loading anything), readable offline by
- * a person: the verdict on top, a heatmap of the stall rate (rows = size, columns = path per target), the
- * findings with their evidence, a waterfall of the median time of each stage per cell, the stall offsets
- * plotted against the message size, and every probe in a filterable table.
+ * a person: the verdict on top, a heatmap (rows = size, columns = path per target) of delivered/total coloured by what
+ * happened (stall rate as a second view), the findings with their evidence, a waterfall of the median time of each
+ * stage per cell, the stall offsets plotted against the message size, every probe on a time axis, and every probe in a
+ * filterable table.
+ *
+ * The Content-Security-Policy has no 'unsafe-inline': the one <style> and the one <script> are allowed by their
+ * sha256 hashes, and there is no style attribute (computed positions and colours are classes, see styles.ts).
  *
  * `renderReport` is a pure function (no I/O, no clock); `writeReport` (in ./index.ts) puts it in a file.
  * Everything that comes from results is escaped: path and target names are user input.
  */
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { ackedBodyOffset, sinkBodyBytes, type CellStats } from '../analyze/cells.js';
-import { formatP, formatPct } from '../analyze/stats.js';
+import { formatP } from '../analyze/stats.js';
 import type { CellComparison, CellVerdict, ThresholdResult, VerifyResult } from '../analyze/verify.js';
 import { STAGES, type Finding, type ProbeResult, type Stage } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
+import { failureText, gridOf, heatmapCss, renderHeatmap } from './heatmap.js';
+import { RuleSet } from './styles.js';
+import { renderTimeline } from './timeline.js';
+import { bytesText, esc, finite, gkey, group, labelRows, median, niceTicks, numAttr, plural, probesByCell, r1, uniq, jsonForScript } from './util.js';
+
+export { esc, jsonForScript } from './util.js';
+export { stallColor } from './heatmap.js';
 
 /** What `verify` adds to a report: the baseline comparison per cell and the thresholds. */
 export interface ReportVerify {
@@ -53,81 +65,6 @@ try {
   VERSION = '';
 }
 
-// ------------------------------------------------------------------------------------------------ helpers
-
-/** Escape text for HTML element content and attribute values (double or single quoted). */
-export function esc(v: unknown): string {
-  return String(v ?? '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
-}
-
-/** JSON safe inside <script type="application/json">: no `</script>`, no `<!--`, no U+2028/9 surprises. */
-export function jsonForScript(v: unknown): string {
-  return JSON.stringify(v)
-    .replace(/</g, '\\u003c')
-    .replace(/>/g, '\\u003e')
-    .replace(/&/g, '\\u0026')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
-}
-
-function uniq<T>(xs: Iterable<T>): T[] {
-  return [...new Set(xs)];
-}
-
-function plural(n: number, word: string, many = `${word}s`): string {
-  return `${n} ${n === 1 ? word : many}`;
-}
-
-function median(xs: number[]): number | undefined {
-  if (!xs.length) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-/** 12345 → `12,345`. */
-function group(n: number): string {
-  return Math.round(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-}
-
-/** A byte count for people: exact bytes below 1 KiB, else the size with one decimal and the exact count. */
-function bytesText(n: number): string {
-  return n < 1024 ? `${n} B` : `${formatSize(n)} (${group(n)} B)`;
-}
-
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-
-// ------------------------------------------------------------------------------------------------- colours
-
-/** Sequential scale for the stall rate: pale green (0) → yellow → orange → dark red (1). */
-const STOPS: Array<[number, [number, number, number]]> = [
-  [0, [237, 247, 237]],
-  [0.0001, [255, 244, 196]],
-  [0.25, [253, 190, 110]],
-  [0.5, [240, 118, 62]],
-  [0.75, [209, 48, 38]],
-  [1, [140, 10, 20]],
-];
-
-export function stallColor(rate: number): string {
-  const x = Math.min(1, Math.max(0, Number.isFinite(rate) ? rate : 0));
-  for (let i = 1; i < STOPS.length; i++) {
-    const [x1, c1] = STOPS[i]!;
-    const [x0, c0] = STOPS[i - 1]!;
-    if (x <= x1) {
-      const t = x1 === x0 ? 1 : (x - x0) / (x1 - x0);
-      const c = c0.map((v, k) => Math.round(v + (c1[k]! - v) * t));
-      return `rgb(${c[0]},${c[1]},${c[2]})`;
-    }
-  }
-  return 'rgb(140,10,20)';
-}
-
 const STAGE_COLORS: Record<Stage, string> = {
   dns: '#8da0cb',
   connect: '#66c2a5',
@@ -156,116 +93,7 @@ const VERIFY_TONE: Record<CellVerdict, string> = {
   new: 'muted',
 };
 
-// ------------------------------------------------------------------------------------------------- layout
-
-interface Column {
-  target: string;
-  path: string;
-}
-
-interface Grid {
-  targets: string[];
-  paths: string[];
-  sizes: number[];
-  cols: Column[];
-  byKey: Map<string, CellStats>;
-}
-
-const gkey = (target: string, path: string, size: number): string => `${target}\u0000${path}\u0000${size}`;
-
-function gridOf(cells: readonly CellStats[]): Grid {
-  const targets = uniq(cells.map((c) => c.target));
-  // paths in order of first appearance (the profile's order when cells come from computeCells)
-  const paths = uniq(cells.map((c) => c.path));
-  const sizes = uniq(cells.map((c) => c.sizeBytes)).sort((a, b) => a - b);
-  const byKey = new Map(cells.map((c) => [gkey(c.target, c.path, c.sizeBytes), c]));
-  const cols: Column[] = [];
-  for (const t of targets) for (const p of paths) if (cells.some((c) => c.target === t && c.path === p)) cols.push({ target: t, path: p });
-  return { targets, paths, sizes, cols, byKey };
-}
-
 // ---------------------------------------------------------------------------------------------- sections
-
-function failureText(c: CellStats): string {
-  const f = c.dominantFailure;
-  if (!f) return '';
-  return `${f.count} ${f.outcome}${f.code ? ` ${f.code}` : ''}${f.stage ? `@${f.stage}` : ''}`;
-}
-
-function cellTitle(c: CellStats, multiTarget: boolean): string {
-  const lines: string[] = [];
-  lines.push(`${c.path}${multiTarget ? ` → ${c.target}` : ''}, ${formatSize(c.sizeBytes)} (${group(c.sizeBytes)} bytes)`);
-  lines.push(`stalled ${c.stalled}/${c.total} (${formatPct(c.stallRate)}; 95% CI ${formatPct(c.stallRateCi[0])}–${formatPct(c.stallRateCi[1])})`);
-  lines.push(`delivered ${c.delivered}/${c.total}${c.medianTotalMs !== undefined ? `, median ${formatMs(c.medianTotalMs)}` : ''}`);
-  const others = Object.entries(c.counts).filter(([o]) => o !== 'delivered' && o !== 'stalled');
-  if (others.length) lines.push(`other: ${others.map(([o, n]) => `${n} ${o}`).join(', ')}`);
-  if (c.dominantFailure?.stage) lines.push(`most failures in stage ${c.dominantFailure.stage}`);
-  if (c.stallOffset) {
-    const o = c.stallOffset;
-    const which = o.source === 'sink' ? 'received by the sink' : o.source === 'bytesAcked' ? 'acknowledged (kernel)' : 'written (overstates)';
-    lines.push(`stalled at ${formatSize(o.minBytes)}–${formatSize(o.maxBytes)} ${which}, median ${formatSize(o.medianBytes)}`);
-  }
-  if (c.bodyThroughputBps) lines.push(`body throughput ${formatSize(Math.round(c.bodyThroughputBps))}/s`);
-  return lines.join('\n');
-}
-
-function renderHeatmap(cells: readonly CellStats[]): string {
-  if (cells.length === 0) return '<p class="empty">No probes: nothing to map.</p>';
-  const g = gridOf(cells);
-  const multiTarget = g.targets.length > 1;
-  const head: string[] = [];
-  if (multiTarget) {
-    head.push('<tr><th class="corner"></th>');
-    let i = 0;
-    while (i < g.cols.length) {
-      const t = g.cols[i]!.target;
-      let j = i;
-      while (j < g.cols.length && g.cols[j]!.target === t) j++;
-      head.push(`<th class="tgt" colspan="${j - i}" scope="colgroup">→ ${esc(t)}</th>`);
-      i = j;
-    }
-    head.push('</tr>');
-  }
-  head.push(`<tr><th class="corner">size \\ path</th>${g.cols.map((c) => `<th scope="col">${esc(c.path)}</th>`).join('')}</tr>`);
-  const rows = g.sizes.map((s) => {
-    const tds = g.cols.map((col) => {
-      const c = g.byKey.get(gkey(col.target, col.path, s));
-      if (!c) return '<td class="hm-empty" title="not probed">–</td>';
-      const failed = c.total - c.delivered;
-      const other = failed - c.stalled;
-      const bg = stallColor(c.stallRate);
-      const dark = c.stallRate >= 0.5;
-      let sub: string;
-      if (failed === 0) sub = c.medianTotalMs !== undefined ? `✓ ${formatMs(c.medianTotalMs)}` : '✓';
-      else if (c.stalled > 0 && other === 0) sub = `${formatPct(c.stallRate)} stalled${c.dominantFailure?.stage ? `@${c.dominantFailure.stage}` : ''}`;
-      else sub = failureText(c);
-      const cls = ['hm', dark ? 'dark' : '', other > 0 ? 'other' : ''].filter(Boolean).join(' ');
-      return (
-        `<td class="${cls}" style="background:${bg}" tabindex="0"` +
-        ` data-cell="${esc(`${c.path}|${c.target}|${c.sizeBytes}`)}" data-path="${esc(c.path)}" data-target="${esc(c.target)}"` +
-        ` data-size="${c.sizeBytes}" data-stall-rate="${c.stallRate}" data-total="${c.total}" data-stalled="${c.stalled}"` +
-        ` title="${esc(cellTitle(c, multiTarget))}">` +
-        `<div class="hm-main">${c.stalled}/${c.total}</div><div class="hm-sub">${esc(sub)}</div></td>`
-      );
-    });
-    return `<tr><th scope="row" class="size">${esc(formatSize(s))}</th>${tds.join('')}</tr>`;
-  });
-  const legendStops = [0, 0.0001, 0.25, 0.5, 0.75, 1].map((x) => `${stallColor(x)} ${x * 100}%`).join(', ');
-  return `
-<div class="hm-wrap">
-<table class="heatmap" id="heatmap-table">
-<thead>${head.join('')}</thead>
-<tbody>${rows.join('\n')}</tbody>
-</table>
-<div class="legend" aria-label="colour scale">
-  <div class="legend-bar" style="background:linear-gradient(to right, ${legendStops})"></div>
-  <div class="legend-ticks"><span>0%</span><span>25%</span><span>50%</span><span>75%</span><span>100% stalled</span></div>
-  <p class="legend-note">Each cell: stalled/total probes of one path and size; below, the median time when every probe was
-  delivered, or how probes failed. <span class="swatch other-swatch"></span> dashed outline: failures other than stalls
-  (rejected, timeout, reset, …). Hover a cell for the numbers; click it to show its probes in the table below.</p>
-</div>
-</div>`;
-}
 
 function renderFindings(findings: readonly Finding[]): string {
   if (findings.length === 0) return '<p class="empty">No findings.</p>';
@@ -283,21 +111,6 @@ function renderFindings(findings: readonly Finding[]): string {
     );
   });
   return `<ol class="findings">${items.join('\n')}</ol>`;
-}
-
-/** 1-2-5 ticks from 0 to at least max. */
-function niceTicks(max: number, count = 5): number[] {
-  if (!(max > 0)) return [0];
-  const raw = max / count;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const out: number[] = [];
-  for (let i = 0; ; i++) {
-    const v = i * step;
-    out.push(v);
-    if (v >= max * (1 - 1e-9)) break;
-  }
-  return out;
 }
 
 interface WfSeg {
@@ -353,15 +166,9 @@ function waterfallRow(c: CellStats, rs: readonly ProbeResult[]): { segs: WfSeg[]
   return { segs, fail, end, note };
 }
 
-function renderWaterfall(cells: readonly CellStats[], results: readonly ProbeResult[]): string {
+function renderWaterfall(cells: readonly CellStats[], results: readonly ProbeResult[], rules: RuleSet): string {
   if (cells.length === 0) return '<p class="empty">No probes.</p>';
-  const byCell = new Map<string, ProbeResult[]>();
-  for (const r of results) {
-    const k = gkey(r.target, r.path, r.sizeBytes);
-    const a = byCell.get(k);
-    if (a) a.push(r);
-    else byCell.set(k, [r]);
-  }
+  const byCell = probesByCell(results);
   const multiTarget = uniq(cells.map((c) => c.target)).length > 1;
   const rows = cells.map((c) => ({ c, ...waterfallRow(c, byCell.get(gkey(c.target, c.path, c.sizeBytes)) ?? []) }));
   // The shared scale fits the stages of the probes that completed them; a failed probe's partial time (a 10 s
@@ -371,18 +178,18 @@ function renderWaterfall(cells: readonly CellStats[], results: readonly ProbeRes
   if (!(max > 0)) max = Math.max(1e-6, ...rows.map((r) => r.end));
   const ticks = niceTicks(max);
   const axisMax = ticks[ticks.length - 1]! || max;
-  const pct = (v: number, of: number): string => `${r1((v / of) * 100 * 10) / 10}%`;
+  const pct = (v: number, of: number): string => `${r1((finite(v) / of) * 100 * 10) / 10}%`;
   const stagesUsed = STAGES.filter((st) => cells.some((c) => c.stages[st]));
   const anyFail = rows.some((r) => r.fail);
   const seg = (s: WfSeg, rowMax: number): string => {
     const start = Math.min(s.start, axisMax);
     const w = Math.min(s.ms, axisMax - start);
     const clipped = s.start + s.ms > axisMax * 1.0001;
-    const style =
+    const decl =
       `--l:${pct(start, axisMax)};--w:${pct(w, axisMax)};--lr:${pct(s.start, rowMax)};--wr:${pct(s.ms, rowMax)}` +
       (s.failed ? '' : `;background:${STAGE_COLORS[s.stage]}`);
-    const cls = `seg${s.failed ? ' fail' : ''}${clipped ? ' clipped' : ''}`;
-    return `<div class="${cls}" style="${style}" title="${esc(s.title)}"></div>`;
+    const cls = `seg${s.failed ? ' fail' : ''}${clipped ? ' clipped' : ''} ${rules.cls(decl)}`;
+    return `<div class="${cls}" title="${esc(s.title)}"></div>`;
   };
   const body = rows
     .map((r) => {
@@ -397,9 +204,9 @@ function renderWaterfall(cells: readonly CellStats[], results: readonly ProbeRes
       );
     })
     .join('\n');
-  const axis = ticks.map((v) => `<span style="left:${pct(v, axisMax)}">${esc(v === 0 ? '0' : formatMs(v))}</span>`).join('');
+  const axis = ticks.map((v) => `<span class="${rules.cls(`left:${pct(v, axisMax)}`)}">${esc(v === 0 ? '0' : formatMs(v))}</span>`).join('');
   const legend =
-    stagesUsed.map((st) => `<span class="lg"><i style="background:${STAGE_COLORS[st]}"></i>${esc(st)}</span>`).join('') +
+    stagesUsed.map((st) => `<span class="lg"><i class="${rules.cls(`background:${STAGE_COLORS[st]}`)}"></i>${esc(st)}</span>`).join('') +
     (anyFail ? '<span class="lg"><i class="fail"></i>stage a failed probe ended in (median partial time)</span>' : '');
   return `
 <div class="wf-controls">
@@ -454,8 +261,8 @@ function renderScatter(results: readonly ProbeResult[], paths: readonly string[]
     return `<p class="empty">${stalled ? `${plural(stalled, 'stalled probe')}, none with a byte count to plot.` : 'No probe stalled: nothing to plot.'}</p>`;
   }
   const W = 820;
-  const H = 380;
-  const m = { l: 78, r: 150, t: 16, b: 48 };
+  const H = 392;
+  const m = { l: 78, r: 150, t: 16, b: 60 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const xs = sizes.length ? sizes : uniq(pts.map((p) => p.sizeBytes)).sort((a, b) => a - b);
@@ -471,15 +278,12 @@ function renderScatter(results: readonly ProbeResult[], paths: readonly string[]
   const Y = (b: number): number => (b <= 0 ? m.t + ph : m.t + ph - ((Math.log2(Math.max(ylo, b)) - ymin) / (ymax - ymin)) * ph);
   const parts: string[] = [];
   parts.push(`<svg class="scatter" viewBox="0 0 ${W} ${H}" role="img" aria-label="stall offset against message size">`);
-  // grid and ticks
-  let lastLabelX = -Infinity;
-  for (const s of xs) {
+  // grid and ticks: sizes close together on the log scale (48KiB, 64KiB) get their labels on a second row, never dropped
+  const rows = labelRows(xs.map(X), xs.map((s) => formatSize(s).length * 6.5));
+  xs.forEach((s, i) => {
     parts.push(`<line class="grid" x1="${r1(X(s))}" x2="${r1(X(s))}" y1="${m.t}" y2="${m.t + ph}"/>`);
-    // sizes close together on the log scale (48KiB, 64KiB): label only those with room
-    if (X(s) - lastLabelX < 46) continue;
-    lastLabelX = X(s);
-    parts.push(`<text class="tick" x="${r1(X(s))}" y="${m.t + ph + 18}" text-anchor="middle">${esc(formatSize(s))}</text>`);
-  }
+    parts.push(`<text class="tick" x="${r1(X(s))}" y="${m.t + ph + 16 + rows[i]! * 12}" text-anchor="middle">${esc(formatSize(s))}</text>`);
+  });
   // every power of two over a narrow range, every other one (1KiB, 4KiB, 16KiB, …) over a wide one
   const ystep = ymax - ymin < 7 ? 1 : 2;
   for (let e = Math.ceil(ymin / ystep) * ystep; e <= ymax; e += ystep) {
@@ -511,7 +315,7 @@ function renderScatter(results: readonly ProbeResult[], paths: readonly string[]
     const which = p.source === 'sink' ? 'received by the sink' : p.source === 'bytesAcked' ? 'acknowledged by the peer (kernel)' : 'written to the socket (overstates)';
     const title = `${p.path} → ${p.target}, ${formatSize(p.sizeBytes)} message: stalled${p.stage ? ` in ${p.stage}` : ''} at ${bytesText(p.offset)} ${which}\nprobe ${p.probeId}`;
     parts.push(
-      `<circle class="pt" data-point="${esc(p.path)}" cx="${cx}" cy="${cy}" r="5" style="stroke:${color};fill:${filled ? color : 'white'}"><title>${esc(title)}</title></circle>`,
+      `<circle class="pt" data-point="${esc(p.path)}" cx="${cx}" cy="${cy}" r="5" stroke="${color}" fill="${filled ? color : 'white'}"><title>${esc(title)}</title></circle>`,
     );
   }
   // legend
@@ -520,7 +324,7 @@ function renderScatter(results: readonly ProbeResult[], paths: readonly string[]
   for (const [i, path] of paths.entries()) {
     if (!pts.some((p) => p.path === path)) continue;
     const color = PATH_COLORS[i % PATH_COLORS.length]!;
-    parts.push(`<circle cx="${lx}" cy="${ly}" r="5" style="stroke:${color};fill:${color}"/><text class="lg-text" x="${lx + 12}" y="${ly + 4}">${esc(path)}</text>`);
+    parts.push(`<circle cx="${lx}" cy="${ly}" r="5" stroke="${color}" fill="${color}"/><text class="lg-text" x="${lx + 12}" y="${ly + 4}">${esc(path)}</text>`);
     ly += 20;
   }
   ly += 8;
@@ -548,17 +352,17 @@ function renderRaw(results: readonly ProbeResult[]): string {
     '<th data-sort="n">body written</th><th data-sort="n">acked</th><th data-sort="n">retrans</th><th>reply</th><th>error</th><th>probe id</th></tr>';
   const rows = results.map((r, i) => {
     const tds: string[] = [];
-    const num = (v: number | undefined, text: string): string => `<td class="num"${v === undefined ? '' : ` data-v="${v}"`}>${esc(text)}</td>`;
+    const num = (v: unknown, text: string): string => `<td class="num"${numAttr(v) === '' ? '' : ` data-v="${numAttr(v)}"`}>${esc(text)}</td>`;
     tds.push(num(i + 1, String(i + 1)));
     tds.push(`<td class="nowrap">${esc(r.startedAt?.replace('T', ' ').replace(/\.\d+Z$/, 'Z') ?? '')}</td>`);
     tds.push(`<td>${esc(r.path)}</td><td>${esc(r.target)}</td>`);
-    tds.push(num(r.sizeBytes, formatSize(r.sizeBytes)));
+    tds.push(num(r.sizeBytes, formatSize(finite(r.sizeBytes))));
     tds.push(`<td class="oc oc-${esc(r.outcome)}">${esc(r.outcome)}</td><td>${esc(r.stage ?? '')}</td>`);
     tds.push(num(r.durationMs, Number.isFinite(r.durationMs) ? formatMs(r.durationMs) : ''));
     for (const st of stages) {
       const v = r.stages?.[st];
       const partial = r.outcome !== 'delivered' && r.stage === st;
-      tds.push(typeof v === 'number' ? `<td class="num${partial ? ' partial' : ''}" data-v="${v}"${partial ? ' title="partial: the probe ended in this stage"' : ''}>${esc(formatMs(v))}</td>` : '<td></td>');
+      tds.push(typeof v === 'number' && Number.isFinite(v) ? `<td class="num${partial ? ' partial' : ''}" data-v="${numAttr(v)}"${partial ? ' title="partial: the probe ended in this stage"' : ''}>${esc(formatMs(v))}</td>` : '<td></td>');
     }
     const acked = ackedBodyOffset(r);
     tds.push(num(r.bodyBytesWritten, r.bodyBytesWritten !== undefined ? group(r.bodyBytesWritten) : ''));
@@ -568,7 +372,7 @@ function renderRaw(results: readonly ProbeResult[]): string {
     tds.push(`<td>${esc(r.error ? `${r.error.code}: ${r.error.message}` : '')}</td>`);
     tds.push(`<td class="mono">${esc(r.probeId)}</td>`);
     return (
-      `<tr data-path="${esc(r.path)}" data-target="${esc(r.target)}" data-size="${r.sizeBytes}" data-size-label="${esc(formatSize(r.sizeBytes))}" data-outcome="${esc(r.outcome)}">` +
+      `<tr data-path="${esc(r.path)}" data-target="${esc(r.target)}" data-size="${numAttr(r.sizeBytes)}" data-size-label="${esc(formatSize(finite(r.sizeBytes)))}" data-outcome="${esc(r.outcome)}">` +
       `${tds.join('')}</tr>`
     );
   });
@@ -588,13 +392,7 @@ count is known. Click a column heading to sort.</p>`;
 
 function renderVerify(v: ReportVerify): string {
   const res = v.result;
-  const cells = res.cells;
-  const targets = uniq(cells.map((c) => c.target));
-  const paths = uniq(cells.map((c) => c.path));
-  const sizes = uniq(cells.map((c) => c.sizeBytes)).sort((a, b) => a - b);
-  const byKey = new Map(cells.map((c) => [gkey(c.target, c.path, c.sizeBytes), c]));
-  const cols: Column[] = [];
-  for (const t of targets) for (const p of paths) if (cells.some((c) => c.target === t && c.path === p)) cols.push({ target: t, path: p });
+  const { targets, sizes, cols, byKey } = gridOf(res.cells);
   const multiTarget = targets.length > 1;
   const side = (s: CellComparison['before']): string => (s ? `${s.failed}/${s.total}` : '–');
   const rows = sizes.map((s) => {
@@ -628,7 +426,7 @@ function renderVerify(v: ReportVerify): string {
     : '';
   const from = v.baseline ? `<p class="muted">baseline ${esc(v.baseline)}${v.baselineProbes !== undefined ? ` (${plural(v.baselineProbes, 'probe')})` : ''} → new run ${esc(v.after ?? '')}</p>` : '';
   return `${from}
-<p>Per cell: failed probes (not delivered) before → after, Fisher's exact test. ${esc(counts)}.</p>
+<p>Per cell: failed probes (not delivered) before → after, ${esc(res.test)}, ${esc(res.correction)}-corrected over ${plural(res.hypotheses, 'cell')} compared (the p shown is adjusted). ${esc(counts)}.</p>
 <div class="hm-wrap"><table class="heatmap verify"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>
 ${th}`;
 }
@@ -687,15 +485,21 @@ export function renderReport(input: ReportInput): string {
     results: input.results,
   };
   const toneWord = tone === 'bad' ? 'problem found' : tone === 'warn' ? 'look closer' : 'clean';
+  const rules = new RuleSet();
+  const sections = {
+    heatmap: renderHeatmap(input.cells, input.results, rules),
+    stages: renderWaterfall(input.cells, input.results, rules),
+  };
+  const css = `${CSS}\n${heatmapCss()}\n${rules.css()}\n`;
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src '${sha256(css)}'; script-src '${sha256(JS)}'; img-src data:">
 <meta name="generator" content="${esc(data.generator)}">
 <title>${esc(title)}</title>
-<style>${CSS}</style>
+<style>${css}</style>
 </head>
 <body>
 <header class="top">
@@ -710,8 +514,8 @@ export function renderReport(input: ReportInput): string {
 </section>
 ${input.verify ? `<section id="verify"><h2>Before → after, per cell</h2>${renderVerify(input.verify)}</section>` : ''}
 <section id="heatmap">
-  <h2>Stall rate by size and path${input.verify ? ' (new run)' : ''}</h2>
-  ${renderHeatmap(input.cells)}
+  <h2>Delivered by size and path${input.verify ? ' (new run)' : ''}</h2>
+  ${sections.heatmap}
 </section>
 <section id="findings">
   <h2>Findings (${input.findings.length})</h2>
@@ -719,11 +523,15 @@ ${input.verify ? `<section id="verify"><h2>Before → after, per cell</h2>${rend
 </section>
 <section id="stages">
   <h2>Where the time goes: median time of each stage, per cell</h2>
-  ${renderWaterfall(input.cells, input.results)}
+  ${sections.stages}
 </section>
 <section id="offsets">
   <h2>Where stalled transfers stop</h2>
   ${renderScatter(input.results, paths, sizes)}
+</section>
+<section id="timeline">
+  <h2>Over time: every probe at its start, per path</h2>
+  ${renderTimeline(input.results)}
 </section>
 <section id="raw">
   <h2>All probes (${input.results.length})</h2>
@@ -739,6 +547,11 @@ ${input.verify ? `<section id="verify"><h2>Before → after, per cell</h2>${rend
 }
 
 // ------------------------------------------------------------------------------------------------ CSS, JS
+
+/** A CSP source for an inline element's exact content. */
+function sha256(text: string): string {
+  return `sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}`;
+}
 
 const CSS = `
 :root { --fg:#1d2330; --muted:#5c6575; --line:#d8dde6; --bg:#ffffff; --soft:#f5f7fa; --good:#1a7f37; --warn:#b26b00; --bad:#b42318; }
@@ -766,8 +579,6 @@ table.heatmap th.size { text-align:right; font-variant-numeric:tabular-nums; }
 table.heatmap th.corner { color:var(--muted); font-weight:400; font-size:12px; }
 table.heatmap th.tgt { border-bottom:2px solid var(--line); color:var(--muted); }
 td.hm, td.vf { min-width:118px; padding:7px 10px; border-radius:5px; text-align:center; cursor:pointer; border:2px solid transparent; }
-td.hm.dark { color:#fff; }
-td.hm.other { border:2px dashed #7a4b00; }
 td.hm:hover, td.hm:focus, td.hm.selected { outline:3px solid #1d2330; outline-offset:1px; }
 td.hm-empty { color:var(--muted); text-align:center; }
 .hm-main { font-size:18px; font-weight:700; font-variant-numeric:tabular-nums; }
@@ -775,12 +586,14 @@ td.hm-empty { color:var(--muted); text-align:center; }
 td.vf { cursor:default; }
 td.vf-good { background:#d7f0dc; } td.vf-bad { background:#f6c9c4; } td.vf-warn { background:#ffe7b3; }
 td.vf-neutral { background:#eceff3; } td.vf-muted { background:#fff; border:2px dashed var(--line); }
-.legend { width:340px; }
+.legend { width:360px; }
+.hm-view { display:flex; gap:16px; font-size:13px; margin-bottom:6px; }
+.legend-what { display:flex; flex-direction:column; gap:3px; font-size:12.5px; margin-bottom:6px; }
+#timeline .legend-what { flex-direction:row; flex-wrap:wrap; gap:4px 14px; }
+.lg-item .sw { display:inline-block; width:14px; height:12px; border-radius:2px; margin-right:6px; vertical-align:-2px; border:1px solid #0002; }
 .legend-bar { height:14px; border-radius:3px; border:1px solid var(--line); }
 .legend-ticks { display:flex; justify-content:space-between; font-size:11.5px; color:var(--muted); }
 .legend-note { font-size:12.5px; color:var(--muted); }
-.swatch { display:inline-block; width:14px; height:11px; vertical-align:-1px; }
-.other-swatch { border:2px dashed #7a4b00; }
 ol.findings { padding-left:22px; margin:0; }
 li.finding { margin:0 0 12px; }
 .f-head { display:flex; gap:10px; align-items:center; flex-wrap:wrap; }
@@ -811,7 +624,10 @@ details pre { background:var(--soft); padding:8px 10px; border-radius:4px; overf
 .seg.clipped::after { content:'▸'; position:absolute; right:-9px; top:-4px; font-size:12px; color:#b42318; }
 .waterfall.per-row .seg.clipped::after { content:none; }
 .seg.fail, .wf-legend i.fail { background:repeating-linear-gradient(135deg, #b42318 0 4px, #f3b7b0 4px 8px); }
-svg.scatter { width:100%; max-width:900px; height:auto; font-family:inherit; }
+svg.scatter, svg.timeline { width:100%; max-width:900px; height:auto; font-family:inherit; }
+svg.timeline .grid { stroke:#eceff3; stroke-width:1; }
+svg.timeline .tick { font-size:11px; fill:var(--muted); }
+svg.timeline .tl-pt { stroke:#fff; stroke-width:.8; }
 svg.scatter .grid { stroke:#eceff3; stroke-width:1; }
 svg.scatter .frame { fill:none; stroke:var(--line); }
 svg.scatter .tick { font-size:11px; fill:var(--muted); }
@@ -846,6 +662,12 @@ const JS = `
   'use strict';
   var $ = function (s, el) { return (el || document).querySelector(s); };
   var $$ = function (s, el) { return Array.prototype.slice.call((el || document).querySelectorAll(s)); };
+
+  // heatmap colours: what happened, or the stall rate
+  var hm = $('#hm-wrap');
+  $$('input[name="hmview"]').forEach(function (r) {
+    r.addEventListener('change', function () { if (hm) hm.classList.toggle('view-rate', r.value === 'rate' && r.checked); });
+  });
 
   // waterfall scale toggle
   var wf = $('#waterfall');

@@ -7,6 +7,7 @@
  * it is counted in `mxprobe_probes_total{outcome, stage}` instead.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ThresholdResult } from '../analyze/verify.js';
 import { ackedBodyOffset, sinkBodyBytes } from '../analyze/cells.js';
 import { STAGES, type Finding, type ProbeResult } from '../model.js';
 import { formatSize } from '../units.js';
@@ -44,6 +45,8 @@ export class ServeMetrics {
   readonly success: Gauge<'path' | 'target' | 'size'>;
   readonly lastStallOffset: Gauge<'path' | 'target' | 'size'>;
   readonly findings: Gauge<'kind' | 'path' | 'target'>;
+  readonly thresholdOk: Gauge<'threshold'>;
+  readonly thresholdValue: Gauge<'threshold'>;
   readonly stallFindings: Gauge;
   readonly lastRunTimestamp: Gauge;
   readonly runDuration: Gauge;
@@ -100,6 +103,18 @@ export class ServeMetrics {
       name: 'mxprobe_findings',
       help: "The comparator's current findings over the recent window of runs: number of findings per kind, path and target.",
       labelNames: ['kind', 'path', 'target'],
+      registers,
+    });
+    this.thresholdOk = new Gauge({
+      name: 'mxprobe_threshold_ok',
+      help: "Each of the profile's thresholds over the recent window of runs: 1 holds, 0 failed (as `mxprobe run` exits 99).",
+      labelNames: ['threshold'],
+      registers,
+    });
+    this.thresholdValue = new Gauge({
+      name: 'mxprobe_threshold_value',
+      help: "The measured value each threshold is checked against, over the recent window: seconds for stage metrics, a fraction for rates.",
+      labelNames: ['threshold'],
       registers,
     });
     this.stallFindings = new Gauge({
@@ -188,6 +203,17 @@ export class ServeMetrics {
     }
     for (const c of counts.values()) this.findings.set({ kind: c.kind, path: c.path, target: c.target }, c.n);
     this.stallFindings.set(fs.filter((f) => f.stall).length);
+  }
+
+  /** Replace the threshold gauges with the thresholds as evaluated over the current window. */
+  setThresholds(ts: readonly ThresholdResult[]): void {
+    this.thresholdOk.reset();
+    this.thresholdValue.reset();
+    for (const t of ts) {
+      const label = { threshold: t.threshold.source };
+      this.thresholdOk.set(label, t.ok ? 1 : 0);
+      if (t.actual !== undefined) this.thresholdValue.set(label, t.threshold.metric.endsWith('_rate') ? t.actual : t.actual / 1000);
+    }
   }
 
   runStarted(): void {

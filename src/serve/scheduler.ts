@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { compare, type CompareResult } from '../analyze/compare.js';
+import { evaluateThresholds } from '../analyze/verify.js';
 import type { ProbeResult } from '../model.js';
 import type { Plan } from '../profile/plan.js';
 import { createRunEmitter, newRunId, runPlan, type RunOptions, type RunSummary } from '../run/index.js';
@@ -201,6 +202,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const cmp = compare(win);
     this.lastCompare = cmp;
     this.metrics.setFindings(cmp.findings);
+    if (this.plan.thresholds?.length) this.metrics.setThresholds(evaluateThresholds(win, this.plan.thresholds));
     if (error) {
       this.lastError = error;
       this.emit('run:error', { error, runId, n });

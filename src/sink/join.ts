@@ -3,6 +3,7 @@
  * one sentence what the receiver's side adds ("the receiver got 61,440 of 1,048,576 bytes; last byte 0.3 s
  * after DATA → the loss is between the two ends, not in the receiver"). Pure functions.
  */
+import { ackedBodyOffset } from '../analyze/cells.js';
 import type { ProbeResult } from '../model.js';
 import type { SinkRecord } from './records.js';
 
@@ -76,6 +77,23 @@ export function formatSeconds(ms: number): string {
 const LOST_ON_THE_WAY = new Set(['stalled', 'timeout', 'reset']);
 
 /**
+ * Which way the loss went, from the two counts: the receiver's bytes against the body offset the sender's kernel
+ * saw acknowledged (one segment of slack). Without a snapshot only "between the two ends" can be said.
+ */
+function lossDirection(r: ProbeResult, got: number): string {
+  const acked = ackedBodyOffset(r);
+  if (!acked || acked[1] !== 'body') return 'the loss is between the two ends, not in the receiver';
+  const slack = r.tcp?.mss ?? 1448;
+  if (got > acked[0] + slack) {
+    return `more than the ${n(acked[0])} the sender saw acknowledged → segments arrived but their ACKs are lost on the way back, receiver → sender`;
+  }
+  if (got + slack < acked[0]) {
+    return `the sender saw ${n(acked[0])} acknowledged, more than the receiver got → something between them acknowledged data it did not pass on (a TCP-terminating device)`;
+  }
+  return 'the data is lost on the way to the receiver, sender → receiver (what arrived is what was acknowledged)';
+}
+
+/**
  * One sentence on what the receiver saw, for a probe that did not deliver (or whose body arrived altered);
  * undefined when the receiver's view adds nothing (delivered and verified) or there is no sink record.
  */
@@ -95,7 +113,7 @@ export function describeSinkEvidence(r: ProbeResult & { sink?: SinkEvidence }): 
     const written = r.bodyBytesWritten;
     const wrote = written !== undefined && written > s.bodyBytes ? ` (the sender had handed ${n(written)} to its kernel)` : '';
     const silent = s.ended === 'client-silent' ? '; then the connection went silent' : '';
-    if (LOST_ON_THE_WAY.has(r.outcome)) return `${got}${wrote}${silent} → the loss is between the two ends, not in the receiver`;
+    if (LOST_ON_THE_WAY.has(r.outcome)) return `${got}${wrote}${silent} → ${lossDirection(r, s.bodyBytes)}`;
     return `${got}${wrote}${silent}`;
   }
 

@@ -121,7 +121,7 @@ describe('mxprobe verify (files)', () => {
     const r = await cli('verify', '--baseline', b, a, '--expect-fixed');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/\n\s+64KiB\s+= unchanged 0\/6→0\/6\s+✓ fixed 6\/6→0\/6\n/);
-    expect(r.stdout).toContain('✓ fixed via-lb 64KiB: Fisher exact: 6/6 → 0/6 failed, p = 0.002 — was (6 stalled)');
+    expect(r.stdout).toContain('✓ fixed via-lb 64KiB: Fisher exact: 6/6 → 0/6 failed, p = 0.026 (raw = 0.002, 12 hypotheses) — was (6 stalled)');
     expect(r.stdout).toContain('Summary: 3 fixed, 0 still failing, 0 regressed, 9 unchanged; baseline failures: 3, fixed: 3.');
     expect(r.stdout).toContain('Fixed: all 3 failing baseline cells are fixed, nothing regressed.');
   });
@@ -143,7 +143,7 @@ describe('mxprobe verify (files)', () => {
     const a = await file('after3.jsonl', jsonl(before()));
     const r = await cli('verify', '--baseline', b, a);
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain('✗ regressed via-lb 1MiB: Fisher exact: 0/6 → 6/6 failed, p = 0.002 — now (6 stalled)');
+    expect(r.stdout).toContain('✗ regressed via-lb 1MiB: Fisher exact: 0/6 → 6/6 failed, p = 0.026 (raw = 0.002, 12 hypotheses) — now (6 stalled)');
     expect(r.stdout).toContain('3 cells regressed.');
   });
 
@@ -238,7 +238,7 @@ thresholds: ['stall_rate < 1%']
     relay.setFaults(parseFault('none'));
     const r = await cli('verify', '--baseline', baseline, '--profile', profile, '--out', join(dir, 'e2e-after.jsonl'), '--expect-fixed', '--quiet');
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/✓ fixed via-lb 1MiB: Fisher exact: 8\/8 → 0\/3 failed, p = 0\.006/);
+    expect(r.stdout).toMatch(/✓ fixed via-lb 1MiB: Fisher exact: 8\/8 → 0\/3 failed, p = 0\.024 \(raw = 0\.006, 4 hypotheses\)/);
     expect(r.stdout).toContain('✓ stall_rate < 1% — 0% (0/12): ok');
     expect(r.stdout).toContain('Fixed: the failing baseline cell is fixed, nothing regressed.');
   }, 120_000);

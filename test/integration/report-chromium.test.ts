@@ -102,7 +102,30 @@ timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall:
       expect(await rate('direct', 512 * 1024)).toBe(0);
       // the stalled cells are painted differently from the clean ones
       const bg = (sel: string) => page.locator(sel).evaluate((el) => getComputedStyle(el).backgroundColor);
-      expect(await bg(`[data-cell="via-lb|sink|${512 * 1024}"]`)).not.toBe(await bg(`[data-cell="direct|sink|${512 * 1024}"]`));
+      const lb512 = `#heatmap [data-cell="via-lb|sink|${512 * 1024}"]`;
+      const direct512 = `#heatmap [data-cell="direct|sink|${512 * 1024}"]`;
+      expect(await bg(lb512)).not.toBe(await bg(direct512));
+      // each cell says delivered/total, as the terminal table does, and is coloured by what happened, as its legend says
+      expect(await page.locator(`${lb512} .hm-main`).innerText()).toBe('0/3');
+      expect(await page.locator(`${direct512} .hm-main`).innerText()).toBe('3/3');
+      const what = (await page.locator(lb512).getAttribute('data-what'))!;
+      expect(['no-ack', 'window-closed', 'no-reply', 'stalled']).toContain(what);
+      expect(await page.locator(direct512).getAttribute('data-what')).toBe('delivered');
+      // the hashed <style> applied (the CSP has no 'unsafe-inline'): the cell has its legend swatch's colour
+      expect(await bg(lb512)).toBe(await bg(`#heatmap .legend .sw.w-${what}:not(.mixed)`));
+      expect(await bg(direct512)).toBe(await bg('#heatmap .legend .sw.w-delivered'));
+      // the second view colours by stall rate
+      await page.locator('input[name="hmview"][value="rate"]').check();
+      expect(await bg(lb512)).toBe('rgb(140, 10, 20)');
+      expect(await page.locator('#heatmap .legend-rate').isVisible()).toBe(true);
+      await page.locator('input[name="hmview"][value="what"]').check();
+      expect(await page.locator('#heatmap .legend-rate').isVisible()).toBe(false);
+      // the time axis: one dot per probe
+      expect(await page.locator('#timeline circle.tl-pt').count()).toBe(SIZES.length * PATHS.length * 3);
+      // run --report has the full reply texts, not only the codes
+      const replies = await page.locator('#raw-table tbody tr[data-outcome="delivered"]').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).innerText));
+      expect(replies.length).toBeGreaterThan(0);
+      for (const t of replies) expect(t).toMatch(/250 [^\t\n]*[a-z]{2,}/i);
 
       // waterfall rows, the scatter of stall offsets, the raw table
       expect(await page.locator('[data-wf-cell]').count()).toBe(SIZES.length * PATHS.length);

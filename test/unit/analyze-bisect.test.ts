@@ -48,6 +48,20 @@ describe('bisect', () => {
     expect(res.reason).toMatch(/^stalls start above 64KiB and by [\d.]+KiB: within \d+\.\d%, \d+ probes$/);
   });
 
+  it('states the bracket under the statistics policy of compare: Fisher exact, Bonferroni over the splits, raw and adjusted p', async () => {
+    const res = await bisect(cleanCut(64 * KiB), { low: 4 * KiB, high: MiB });
+    const e = res.evidence!;
+    const sizes = new Set(res.steps.map((s) => s.sizeBytes)).size;
+    expect(e).toMatchObject({ test: 'Fisher exact (two-sided)', correction: 'Bonferroni', hypotheses: sizes - 1, stalledBelow: 0 });
+    expect(e.stalledAbove).toBe(e.totalAbove);
+    expect(e.totalAbove + e.totalBelow).toBe(res.probes);
+    expect(e.pValue).toBeCloseTo(Math.min(1, e.pValueRaw * e.hypotheses), 12);
+    // one stall per stalling step is a small sample: with repeat 1 the bracket is not significant, and it says so
+    const quick = await bisect(cleanCut(64 * KiB), { low: 4 * KiB, high: MiB, repeat: 1 });
+    expect(quick.evidence!.significant).toBe(false);
+    expect(quick.evidence!.statement).toMatch(/^not enough data to call: at ≥ [\d.]+KiB \d+\/\d+ stalled, at ≤ 64KiB 0\/\d+, p = [\d.]+ \(raw = [\d.]+, \d+ hypotheses\)(; \d+ probes on each side would decide)?$/);
+  });
+
   it('repeat 1 is faster; a larger repeat costs more', async () => {
     const one = await bisect(cleanCut(100_000), { low: 4 * KiB, high: MiB, repeat: 1 });
     const three = await bisect(cleanCut(100_000), { low: 4 * KiB, high: MiB, repeat: 3 });

@@ -14,8 +14,12 @@ describe('verifyRuns', () => {
     expect(v.baselineFailing).toBe(2);
     const c = v.cells.find((x) => x.path === 'via-lb' && x.sizeBytes === MiB)!;
     expect(c).toMatchObject({ status: 'fixed', baselineFailing: true, before: { total: 6, failed: 6 }, after: { total: 6, failed: 0 } });
-    expect(c.pValue).toBeCloseTo(2 / 924, 10);
-    expect(c.test).toBe('Fisher exact: 6/6 → 0/6 failed, p = 0.002');
+    // 6 cells compared: Bonferroni x 6
+    expect(c.pValueRaw).toBeCloseTo(2 / 924, 10);
+    expect(c).toMatchObject({ hypotheses: 6 });
+    expect(c.pValue).toBeCloseTo((6 * 2) / 924, 10);
+    expect(c.test).toBe('Fisher exact: 6/6 → 0/6 failed, p = 0.013 (raw = 0.002, 6 hypotheses)');
+    expect(v).toMatchObject({ test: 'Fisher exact (two-sided)', correction: 'Bonferroni', hypotheses: 6, alpha: 0.05 });
     expect(c.note).toBe('was (6 stalled)');
   });
 
@@ -25,7 +29,21 @@ describe('verifyRuns', () => {
     expect(c.status).toBe('inconclusive');
     expect(c.pValue).toBeCloseTo(0.1, 10);
     expect(c.probesPerCellNeeded).toBe(4);
-    expect(c.note).toBe('fewer failures, not significant: 4 probes per cell in each run would decide');
+    expect(c.note).toBe('not enough data to call: fewer failures, not significant; 4 probes per cell in each run would decide');
+  });
+
+  it('corrects for the number of cells like compare: with 20 cells, p = 0.022 in one is noise, not a fix', () => {
+    // one cell 4/5 → 0/5 failed (raw p = 0.048), nineteen clean cells
+    const sizes = Array.from({ length: 10 }, (_, i) => (i + 1) * 16 * KiB);
+    const before = grid({ paths: ['a', 'b'], sizes, repeat: 5, shape: ({ path, sizeBytes, i }) => (path === 'a' && sizeBytes === 16 * KiB && i < 4 ? 'stalled' : undefined) });
+    const v = verifyRuns(before, grid({ paths: ['a', 'b'], sizes, repeat: 5 }));
+    const c = v.cells.find((x) => x.path === 'a' && x.sizeBytes === 16 * KiB)!;
+    expect(c.pValueRaw).toBeCloseTo(0.0476, 3);
+    expect(c.pValue).toBeCloseTo(Math.min(1, 20 * c.pValueRaw!), 10);
+    expect(c.status).toBe('inconclusive');
+    expect(c.note).toMatch(/^not enough data to call: fewer failures, not significant; \d+ probes per cell in each run would decide$/);
+    expect(c.probesPerCellNeeded).toBeGreaterThan(5);
+    expect(v.fixed).toBe(0);
   });
 
   it('still failing (and improved but still failing)', () => {
@@ -72,7 +90,8 @@ describe('evaluateThresholds', () => {
     const [p95, p50, max, avg] = evaluateThresholds(rs, [th('body', 'p95', '<', 2000), th('body', 'p50', '<', 2000), th('body', 'max', '<=', 10_000), th('body', 'avg', '<', 3000)]);
     expect(p95).toMatchObject({ ok: false, n: 5 });
     expect(p95!.actual).toBeCloseTo(8008, 0);
-    expect(p95!.message).toBe('body: p95 < 2000 — p95 8.01s over 5 probes: FAILED');
+    expect(p95!.message).toBe('body: p95 < 2000 — p95 8.01s over 5 probes: FAILED by 6.01s');
+    expect(p95!.missedBy).toBeCloseTo(6008, 0);
     expect(p50).toMatchObject({ ok: true, actual: 30 });
     expect(max).toMatchObject({ ok: true, actual: 10_000 });
     expect(avg).toMatchObject({ ok: true, actual: 2020 });
@@ -80,7 +99,7 @@ describe('evaluateThresholds', () => {
 
   it('rates and total', () => {
     const [stall, success, total] = evaluateThresholds(rs, [th('stall_rate', 'rate', '<', 0.01), th('success_rate', 'rate', '>=', 0.8), th('total', 'p50', '<', 100)]);
-    expect(stall).toMatchObject({ ok: false, actual: 0.2, n: 5, message: 'stall_rate: rate < 0.01 — 20% (1/5): FAILED' });
+    expect(stall).toMatchObject({ ok: false, actual: 0.2, n: 5, message: 'stall_rate: rate < 0.01 — 20% (1/5): FAILED by 19%' });
     expect(success).toMatchObject({ ok: true, actual: 0.8 });
     expect(total).toMatchObject({ ok: true, actual: 36 });
   });

@@ -63,7 +63,7 @@ describe('renderVerify', () => {
     const out = renderVerify(v, t, { width: 120 });
     expect(out).toMatch(/^target mx\.test:25\nsize\s+direct\s+via-lb\n\s+4KiB\s+= unchanged 0\/6→0\/6\s+= unchanged 0\/6→0\/6\n/);
     expect(out).toMatch(/\n\s+64KiB\s+= unchanged 0\/6→0\/6\s+✓ fixed 6\/6→0\/6\n/);
-    expect(out).toContain('\nCalls\n  ✓ fixed via-lb 64KiB: Fisher exact: 6/6 → 0/6 failed, p = 0.002 — was (6 stalled)\n');
+    expect(out).toContain('\nCalls\n  ✓ fixed via-lb 64KiB: Fisher exact: 6/6 → 0/6 failed, p = 0.026 (raw = 0.002, 12 hypotheses) — was (6 stalled)\n');
     expect(out).toContain('\nThresholds (new run)\n  ✓ stall_rate < 1% — 0% (0/72): ok\n');
     expect(out).toMatch(/Summary: 3 fixed, 0 still failing, 0 regressed, 9 unchanged; baseline failures: 3, fixed: 3\.$/);
   });

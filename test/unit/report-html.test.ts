@@ -52,7 +52,7 @@ describe('renderReport', () => {
     expect(cells).toContain(`via-lb|mx.test:25|${64 * KiB}`);
     // sizes are formatted for people, hover titles carry the numbers
     expect(html).toContain('>64KiB</th>');
-    expect(html).toMatch(/title="via-lb, 64KiB \(65,536 bytes\)\nstalled 6\/6 \(100%; 95% CI/);
+    expect(html).toMatch(/title="via-lb, 64KiB \(65,536 bytes\)\ndelivered 0\/6\nstalled 6\/6 \(100%; 95% CI/);
   });
 
   it('puts the verdict on top, in the verdict section, marked bad when a path stalls', () => {
@@ -120,7 +120,7 @@ describe('renderReport', () => {
     expect(attrs(html, 'data-wf-cell')).toHaveLength(2 * SIZES.length);
     expect((html.match(/class="seg fail[ "]/g) ?? []).length).toBe(3);
     // a 10 s stall next to ~100 ms transactions is cut at the edge of the shared scale, not the scale stretched
-    expect((html.match(/class="seg fail clipped"/g) ?? []).length).toBe(3);
+    expect((html.match(/class="seg fail clipped k[0-9a-z]+"/g) ?? []).length).toBe(3);
   });
 
   it('shows the before → after grid of verify', () => {
@@ -145,6 +145,90 @@ describe('renderReport', () => {
     expect(stallColor(0)).toBe('rgb(237,247,237)');
     expect(stallColor(1)).toBe('rgb(140,10,20)');
     expect(stallColor(2)).toBe(stallColor(1));
+  });
+});
+
+describe('renderReport: the heatmap says what the table says', () => {
+  it('each cell shows delivered/total, coloured by what happened: stall kind, rejection, timeout, delivered', () => {
+    const rs = grid({
+      paths: ['direct', 'via-lb', 'via-fw', 'via-slow'], sizes: [KiB, MiB], repeat: 3,
+      shape: ({ path, sizeBytes }) =>
+        sizeBytes !== MiB ? undefined
+          : path === 'direct' ? { outcome: 'rejected', stage: 'dataAck', reply: { code: 552, enhanced: '5.3.4', text: 'message too big' } }
+          : path === 'via-lb' ? { outcome: 'stalled' }
+          : path === 'via-fw' ? { outcome: 'stalled', tcp: { sndWnd: 0, retrans: 0, unacked: 0 } }
+          : { outcome: 'timeout' },
+    });
+    const html = report(rs);
+    const td = (path: string, size: number): string => new RegExp(`<td class="[^"]*" tabindex="0" data-cell="${path}\\|mx\\.test:25\\|${size}"[^>]*>.*?</td>`).exec(html)![0];
+    // 100% rejected is "0/3", coloured as a rejection: never a light green "0/3" of a stall-rate scale
+    expect(td('direct', MiB)).toMatch(/class="hm w-rejected dark sr-0"/);
+    expect(td('direct', MiB)).toContain('<div class="hm-main">0/3</div><div class="hm-sub">3 rejected 552@dataAck</div>');
+    expect(td('via-lb', MiB)).toMatch(/class="hm w-no-ack dark sr-10"/);
+    expect(td('via-lb', MiB)).toContain('3 stalled no-ack@body');
+    expect(td('via-fw', MiB)).toMatch(/class="hm w-window-closed dark sr-10"/);
+    expect(td('via-slow', MiB)).toMatch(/class="hm w-timeout dark sr-0"/);
+    expect(td('direct', KiB)).toMatch(/class="hm w-delivered sr-0"/);
+    expect(td('direct', KiB)).toContain('<div class="hm-main">3/3</div>');
+    // a legend entry per colour in use, and the stall rate as a second view
+    for (const w of ['delivered', 'no-ack', 'window-closed', 'rejected', 'timeout']) expect(html).toContain(`<i class="sw w-${w}"></i>`);
+    expect(html).toContain('<input type="radio" name="hmview" value="rate">');
+    expect(html).toMatch(/\.view-rate td\.hm\.sr-10\{background:rgb\(140,10,20\)/);
+  });
+
+  it('a cell where some probes delivered is pale in the colour of the rest', () => {
+    const html = report(grid({ paths: ['a', 'b'], sizes: [MiB], repeat: 4, shape: ({ path, i }) => (path === 'b' && i < 1 ? 'stalled' : undefined) }));
+    expect(html).toMatch(/class="hm w-no-ack mixed sr-3"[^>]*data-delivered="3" data-total="4"/);
+  });
+});
+
+describe('renderReport: hostile values and the CSP', () => {
+  it('a crafted durationMs (or size) in a results line never becomes markup', () => {
+    const rs = lb();
+    const evil = '"><svg onload=alert(1)>';
+    const stalled = rs.findIndex((r) => r.outcome === 'stalled');
+    const bad = [{ ...rs[0]!, durationMs: evil as unknown as number }, { ...rs[1]!, stages: { body: evil as unknown as number } }, ...rs.slice(2)];
+    bad[stalled] = { ...bad[stalled]!, stallKind: evil as unknown as 'no-ack' };
+    const html = report(bad);
+    expect(html).not.toContain('<svg onload');
+    expect(html).not.toMatch(/data-v="[^"0-9.e+-]/);
+  });
+
+  it("has no 'unsafe-inline': the one style and the one script are allowed by their hashes, and no element has a style attribute", async () => {
+    const { createHash } = await import('node:crypto');
+    const html = report();
+    const csp = /http-equiv="Content-Security-Policy" content="([^"]*)"/.exec(html)![1]!;
+    expect(csp).not.toContain('unsafe-inline');
+    const hash = (t: string): string => `'sha256-${createHash('sha256').update(t, 'utf8').digest('base64')}'`;
+    const style = /<style>([\s\S]*?)<\/style>/.exec(html)![1]!;
+    const script = /<script>([\s\S]*?)<\/script>/.exec(html)![1]!;
+    expect(csp).toContain(`style-src ${hash(style)}`);
+    expect(csp).toContain(`script-src ${hash(script)}`);
+    expect(html).not.toMatch(/\sstyle="/);
+    expect((html.match(/<style>/g) ?? []).length).toBe(1);
+    expect((html.match(/<script>/g) ?? []).length).toBe(1);
+  });
+});
+
+describe('renderReport: axes', () => {
+  it('tick labels never collide: 48KiB and 64KiB are both labelled, on two rows', () => {
+    const html = report();
+    const ticks = [...html.matchAll(/<text class="tick" x="([\d.]+)" y="([\d.]+)" text-anchor="middle">(\d+(?:KiB|MiB|B))<\/text>/g)].map((m) => ({ x: Number(m[1]), y: Number(m[2]), label: m[3]! }));
+    const labels = ticks.map((t) => t.label);
+    for (const s of ['4KiB', '16KiB', '48KiB', '64KiB', '256KiB', '1MiB']) expect(labels).toContain(s);
+    const at = (l: string) => ticks.find((t) => t.label === l)!;
+    expect(at('48KiB').y).not.toBe(at('64KiB').y);
+    for (const a of ticks) for (const b of ticks) if (a !== b && a.y === b.y) expect(Math.abs(a.x - b.x)).toBeGreaterThanOrEqual((a.label.length + b.label.length) * 3.25);
+  });
+
+  it('a time axis: one dot per probe, one lane per path, coloured by what happened', () => {
+    const results = lb().map((r, i) => ({ ...r, startedAt: new Date(Date.parse('2024-05-01T10:00:00Z') + i * 1000).toISOString() }));
+    const html = report(results);
+    const dots = [...html.matchAll(/<circle class="tl-pt" data-what="([a-z-]+)"/g)].map((m) => m[1]);
+    expect(dots).toHaveLength(results.length);
+    expect(dots.filter((w) => w === 'no-ack')).toHaveLength(18);
+    expect(html).toMatch(/<section id="timeline">[\s\S]*>direct<\/text>[\s\S]*>via-lb<\/text>/);
+    expect(html).toContain('over 1m11s');
   });
 });
 

@@ -78,6 +78,17 @@ describe('describeSinkEvidence', () => {
     );
   });
 
+  test('the two counts name the direction: ACKs lost on the way back, data lost on the way there, or a device that ACKs and drops', () => {
+    // bytes_acked counts the SYN; 100 bytes of commands before the body
+    const snap = (bodyAcked: number) => ({ at: 'stall' as const, tMs: 1, bytesAcked: 100 + bodyAcked, mss: 1448 });
+    const back = joinSink([result({ probeId: 'p-1', stage: 'body', tcp: snap(20_000) })], [record({ probeId: 'p-1' })]);
+    expect(describeSinkEvidence(back[0]!)).toMatch(/more than the 20,000 the sender saw acknowledged → segments arrived but their ACKs are lost on the way back, receiver → sender$/);
+    const there = joinSink([result({ probeId: 'p-1', stage: 'body', tcp: snap(61_000) })], [record({ probeId: 'p-1' })]);
+    expect(describeSinkEvidence(there[0]!)).toMatch(/→ the data is lost on the way to the receiver, sender → receiver \(what arrived is what was acknowledged\)$/);
+    const device = joinSink([result({ probeId: 'p-1', stage: 'body', tcp: snap(MiB) })], [record({ probeId: 'p-1' })]);
+    expect(describeSinkEvidence(device[0]!)).toMatch(/→ the sender saw 1,048,576 acknowledged, more than the receiver got → something between them acknowledged data it did not pass on \(a TCP-terminating device\)$/);
+  });
+
   test('nothing after DATA', () => {
     const r = { ...result({ probeId: 'p-1', bodyBytesWritten: 0 }), sink: { bodyBytes: 0, expectedBytes: MiB, whole: false, ended: 'closed' } satisfies SinkEvidence };
     expect(describeSinkEvidence(r)).toBe('the receiver got none of the 1,048,576 bytes after DATA → the loss is between the two ends, not in the receiver');

@@ -1,0 +1,41 @@
+/**
+ * The comparator's rules: one pure function per finding kind over the shared context. A new rule is one new file
+ * and one line in RULES. Order does not matter for the result (findings are ranked); it is kept readable.
+ */
+import type { Finding } from '../../model.js';
+import type { Context } from './context.js';
+import { failure } from './failure.js';
+import { insufficientData } from './insufficient-data.js';
+import { mechanism } from './mechanism.js';
+import { noReply } from './no-reply.js';
+import { pathSpecific } from './path-specific.js';
+import { pmtuBlackhole } from './pmtu-blackhole.js';
+import { rejection } from './rejection.js';
+import { scatteredStalls } from './scattered-stalls.js';
+import { sizeThreshold } from './size-threshold.js';
+import { slow } from './slow.js';
+import { stallOffset } from './stall-offset.js';
+import { targetSpecific } from './target-specific.js';
+import { timeout } from './timeout.js';
+import { windowScaling } from './window-scaling.js';
+
+export type Rule = (ctx: Context) => Finding[];
+
+export const RULES: readonly Rule[] = [
+  pathSpecific,
+  targetSpecific,
+  sizeThreshold,
+  pmtuBlackhole,
+  stallOffset,
+  mechanism,
+  windowScaling,
+  noReply,
+  insufficientData,
+  scatteredStalls,
+  rejection,
+  timeout,
+  failure,
+  slow,
+];
+
+export { buildContext, type CompareOptions, type Context } from './context.js';

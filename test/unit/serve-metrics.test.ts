@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { evaluateThresholds } from '../../src/analyze/verify.js';
+import { ServeMetrics } from '../../src/serve/metrics.js';
+import { KiB, probe } from './fixtures.js';
+
+describe('ServeMetrics: a gauge per threshold', () => {
+  it('exports 1/0 per threshold and the measured value (seconds, or a fraction for rates), replaced on every window', async () => {
+    const m = new ServeMetrics({ defaultMetrics: false });
+    const rs = [10, 20, 30].map((ms) => ({ ...probe({ sizeBytes: 4 * KiB }), stages: { connect: 1, body: ms }, durationMs: ms + 1 }));
+    m.setThresholds(evaluateThresholds(rs, [
+      { source: 'body: p95 < 25ms', metric: 'body', stat: 'p95', op: '<', value: 25 },
+      { source: 'stall_rate < 1%', metric: 'stall_rate', stat: 'rate', op: '<', value: 0.01 },
+    ]));
+    let text = await m.text();
+    expect(text).toMatch(/^mxprobe_threshold_ok\{threshold="body: p95 < 25ms"\} 0$/m);
+    expect(text).toMatch(/^mxprobe_threshold_ok\{threshold="stall_rate < 1%"\} 1$/m);
+    expect(text).toMatch(/^mxprobe_threshold_value\{threshold="body: p95 < 25ms"\} 0\.029$/m);
+    expect(text).toMatch(/^mxprobe_threshold_value\{threshold="stall_rate < 1%"\} 0$/m);
+    m.setThresholds([]);
+    text = await m.text();
+    expect(text).not.toMatch(/^mxprobe_threshold_ok\{/m);
+  });
+});
