@@ -1,7 +1,9 @@
 /**
  * Cells: all probes of one (path, target, size), summarised. Pure functions over ProbeResult arrays.
  */
-import { OUTCOMES, STAGES, type Outcome, type ProbeResult, type Stage } from '../model.js';
+import { OUTCOMES, STAGES, type Outcome, type ProbeResult, type Stage, type StallKind } from '../model.js';
+import { DEFAULT_MSS_BYTES } from '../probe/evidence.js';
+import { stallKindOf } from './findings/stall-kind.js';
 import { percentile, sortedCopy, wilson } from './stats.js';
 
 export interface StageStats {
@@ -50,7 +52,7 @@ export interface CellStats {
   /** Median of sizeBytes / body time over delivered probes, bytes per second. */
   bodyThroughputBps?: number;
   /** The most frequent way probes of this cell did not deliver, and the stage it most often happened in. */
-  dominantFailure?: { outcome: Outcome; stage?: Stage; count: number; code?: number };
+  dominantFailure?: { outcome: Outcome; stage?: Stage; count: number; code?: number; stallKind?: StallKind };
   stallOffset?: StallOffset;
 }
 
@@ -172,6 +174,16 @@ function summarise(path: string, target: string, sizeBytes: number, rs: ProbeRes
     let bestCode: [number, number] | undefined;
     for (const [code, c] of byCode) if (!bestCode || c > bestCode[1]) bestCode = [code, c];
     if (bestCode && dominantFailure.outcome === 'rejected') dominantFailure.code = bestCode[0];
+    if (dominantFailure.outcome === 'stalled') {
+      const byKind = new Map<StallKind, number>();
+      for (const r of rs) {
+        const k = stallKindOf(r, DEFAULT_MSS_BYTES);
+        if (k) byKind.set(k, (byKind.get(k) ?? 0) + 1);
+      }
+      let bestKind: [StallKind, number] | undefined;
+      for (const [k, c] of byKind) if (!bestKind || c > bestKind[1]) bestKind = [k, c];
+      if (bestKind) dominantFailure.stallKind = bestKind[0];
+    }
   }
 
   const cell: CellStats = {

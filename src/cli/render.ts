@@ -36,10 +36,11 @@ function padStart(s: string, w: number): string {
   return ' '.repeat(Math.max(0, w - visibleWidth(s))) + s;
 }
 
-/** `stalled@body`, `rejected 552@dataAck`. */
+/** `stalled(no-ack)@body`, `rejected 552@dataAck`. */
 export function failureLabel(f: NonNullable<CellStats['dominantFailure']>): string {
   const code = f.code ? ` ${f.code}` : '';
-  return `${f.outcome}${code}${f.stage ? `@${f.stage}` : ''}`;
+  const kind = f.stallKind ? `(${f.stallKind})` : '';
+  return `${f.outcome}${kind}${code}${f.stage ? `@${f.stage}` : ''}`;
 }
 
 /**

@@ -18,8 +18,8 @@ export const DEFAULT_MSS_BYTES = 1448;
  * stripped window scaling, or 1,174 against 1,448) while nothing is being retransmitted: flow control stopped the
  * transfer, nothing was lost.
  */
-export function windowClosed(t: TcpSnapshot): boolean {
-  return t.sndWnd !== undefined && t.sndWnd < (t.mss ?? DEFAULT_MSS_BYTES) && (t.retrans ?? 0) === 0;
+export function windowClosed(t: TcpSnapshot, segmentBytes = DEFAULT_MSS_BYTES): boolean {
+  return typeof t.sndWnd === 'number' && t.sndWnd < (t.mss ?? segmentBytes) && (t.retrans ?? 0) === 0;
 }
 
 /**

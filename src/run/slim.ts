@@ -30,11 +30,16 @@ export function slimResult(r: ProbeResult): ProbeResult {
   if (r.tcp) {
     const t = r.tcp;
     s.tcp = { at: t.at, tMs: t.tMs };
-    for (const k of ['bytesAcked', 'bytesSent', 'retrans', 'retransTotal', 'unacked', 'sndWnd', 'rttMs', 'pmtu', 'backoff', 'lastAckMs'] as const) {
+    for (const k of ['bytesAcked', 'bytesSent', 'bytesRetrans', 'retrans', 'retransTotal', 'unacked', 'notSent', 'sndWnd', 'mss', 'rttMs', 'pmtu', 'backoff', 'lastAckMs'] as const) {
       if (t[k] !== undefined) s.tcp[k] = t[k];
     }
+    if (t.wscale) s.tcp.wscale = t.wscale;
   }
   if (r.stallMs !== undefined) s.stallMs = r.stallMs;
+  // the comparator's stall-kind rules read these: without them a slim summary would fall back to guessing
+  if (r.stallKind !== undefined) s.stallKind = r.stallKind;
+  if (r.stallBy !== undefined) s.stallBy = r.stallBy;
+  if (r.progressFrom !== undefined) s.progressFrom = r.progressFrom;
   const sink = (r as ProbeResult & { sink?: { bodyBytes?: number } }).sink;
   if (sink?.bodyBytes !== undefined) (s as ProbeResult & { sink?: { bodyBytes: number } }).sink = { bodyBytes: sink.bodyBytes };
   return s;

@@ -40,7 +40,7 @@ describe('computeCells', () => {
     expect(c!.stallRate).toBeCloseTo(0.75);
     expect(c!.stallRateCi[0]).toBeCloseTo(0.4677, 3);
     expect(c!.stallRateCi[1]).toBeCloseTo(0.9111, 3);
-    expect(c!.dominantFailure).toEqual({ outcome: 'stalled', stage: 'body', count: 9 });
+    expect(c!.dominantFailure).toEqual({ outcome: 'stalled', stage: 'body', count: 9, stallKind: 'no-ack' });
     expect(c!.medianTotalMs).toBeGreaterThan(100);
   });
 

@@ -11,19 +11,19 @@ describe('renderCell', () => {
     const ok = computeCells([1, 2, 3].map(() => probe({ sizeBytes: 4 * KiB, rand: () => 0.5 })))[0]!;
     expect(renderCell(ok)).toMatch(/^✓ 3\/3 1\d\d(\.\d)?ms$/);
     const bad = computeCells([1, 2, 3, 4, 5].map(() => probe({ sizeBytes: MiB, outcome: 'stalled' })))[0]!;
-    expect(renderCell(bad)).toBe('✗ 5/5 stalled@body');
+    expect(renderCell(bad)).toBe('✗ 5/5 stalled(no-ack)@body');
     const mixed = computeCells([
       probe({ sizeBytes: 4 * KiB, rand: () => 0.5 }),
       probe({ sizeBytes: 4 * KiB, rand: () => 0.5 }),
       probe({ sizeBytes: 4 * KiB, outcome: 'stalled' }),
     ])[0]!;
-    expect(renderCell(mixed)).toMatch(/^~ 2\/3 \d+ms · 1 stalled@body$/);
+    expect(renderCell(mixed)).toMatch(/^~ 2\/3 \d+ms · 1 stalled(\(no-ack\))?@body$/);
     const many = computeCells([
       probe({ sizeBytes: 4 * KiB, outcome: 'stalled' }),
       probe({ sizeBytes: 4 * KiB, outcome: 'stalled' }),
       probe({ sizeBytes: 4 * KiB, outcome: 'reset', stage: 'connect' }),
     ])[0]!;
-    expect(renderCell(many)).toBe('✗ 2/3 stalled@body +1 other');
+    expect(renderCell(many)).toBe('✗ 2/3 stalled(no-ack)@body +1 other');
     const rej = computeCells([probe({ sizeBytes: MiB, outcome: 'rejected', stage: 'dataAck', reply: { code: 552, text: 'too big' } })])[0]!;
     expect(renderCell(rej)).toBe('✗ 1/1 rejected 552@dataAck');
   });
@@ -37,8 +37,8 @@ describe('renderCellTable', () => {
     expect(lines[0]).toBe('target mx.test:25');
     expect(lines[1]).toMatch(/^size\s+direct\s+via-lb$/);
     expect(lines[2]).toMatch(/^\s+4KiB\s+✓ 12\/12 \S+ms\s+✓ 12\/12 \S+ms$/);
-    expect(lines[5]).toMatch(/^\s+64KiB\s+✓ 12\/12 \S+ms\s+✗ 12\/12 stalled@body$/);
-    expect(lines[7]).toMatch(/^\s+1MiB\s+✓ 12\/12 \S+\s+✗ 12\/12 stalled@body$/);
+    expect(lines[5]).toMatch(/^\s+64KiB\s+✓ 12\/12 \S+ms\s+✗ 12\/12 stalled\(no-ack\)@body$/);
+    expect(lines[7]).toMatch(/^\s+1MiB\s+✓ 12\/12 \S+\s+✗ 12\/12 stalled\(no-ack\)@body$/);
     // columns aligned: the via-lb column starts at the same offset on every row
     const col = lines[1]!.indexOf('via-lb');
     for (const l of lines.slice(2, 8)) expect(l[col - 1]).toBe(' ');

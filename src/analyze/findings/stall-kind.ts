@@ -3,12 +3,10 @@
  * recorded one, the same reading of the TCP snapshot (so old JSONL files still compare). Pure.
  */
 import { STALL_KINDS, type ProbeResult, type StallKind, type TcpSnapshot } from '../../model.js';
-import { dataOutstanding } from '../../probe/evidence.js';
+import { dataOutstanding, windowClosed } from '../../probe/evidence.js';
 
 /** The peer's window is below one segment (0, 64, 1174 bytes against a 1448-byte MSS) and nothing is retransmitted. */
-export function windowClosed(t: TcpSnapshot, segmentBytes: number): boolean {
-  return typeof t.sndWnd === 'number' && t.sndWnd < (t.mss ?? segmentBytes) && (t.retrans ?? 0) === 0;
-}
+export { windowClosed };
 
 /**
  * The peer's ACKs really stopped: no `lastack` reported (never an ACK), or the last one long enough before the
