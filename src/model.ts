@@ -51,6 +51,38 @@ export interface TargetSpec {
   tls: TlsMode;
   /** With `mx`: probe every MX host (the profile expands them); otherwise the best reachable one. */
   allMx?: boolean;
+  /** Connect over this IP family only (`-4` / `-6`); default: every address, IPv6 first (RFC 6724 order). */
+  family?: 4 | 6;
+  /**
+   * What to do when an endpoint fails before MAIL: `mta` tries the next address, then the next MX host, as an MTA
+   * does (connection failure, a 4xx greeting, a 421 before MAIL); `none` reports the first failure. Default: `mta`
+   * for an `mx` target, `none` for a `host`.
+   */
+  fallback?: 'mta' | 'none';
+}
+
+/** One connection to one address of one MX (or relay, or host): what it gave. */
+export interface Attempt {
+  /** The host name (MX exchange, relay or target host) this address belongs to. */
+  server: string;
+  address: string;
+  port: number;
+  /** `delivered` for the attempt that carried the message; else how this attempt ended. */
+  outcome: Outcome;
+  stage?: Stage;
+  /** Time of this attempt, from its connect to its end. */
+  ms: number;
+  reply?: SmtpReply;
+  error?: string;
+}
+
+/** The DNS records a probe used: the MX list in the order tried, and each host's addresses. */
+export interface ResolvedRecords {
+  mx?: Array<{ exchange: string; priority: number }>;
+  /** host → addresses, in the order tried. */
+  addresses?: Record<string, string[]>;
+  /** The DNS servers asked (`--dns-server`), when not the system's. */
+  servers?: string[];
 }
 
 /** A named egress route. At most one of `proxy` / `relay`; `localAddress` may combine with either. */
@@ -141,6 +173,8 @@ export interface ProbeSpec {
   captureDir?: string;
   /** Call a stall early (after a third of the window) when the kernel shows retransmission backoff. Default true. */
   earlyStall?: boolean;
+  /** Resolve MX records and addresses with these DNS servers (`IP` or `IP:port`) instead of the system's. */
+  dnsServers?: string[];
   /** Send to a real (non-loopback) target even when the probe exceeds the SIZE it advertised (src/probe/guards.ts). */
   force?: boolean;
 }
@@ -271,6 +305,10 @@ export interface ProbeResult {
   stallMs?: number;
   /** How a stall was called: the plain window, or earlier on kernel evidence of retransmission backoff. */
   stallBy?: 'window' | 'kernel';
+  /** Every endpoint tried, in order, when the probe tried more than one (the last one's stages are `stages`). */
+  attempts?: Attempt[];
+  /** The DNS records the probe used (MX targets, names, `dnsServers`). */
+  resolved?: ResolvedRecords;
   /** On a stalled probe: which of the three stalls it was (see StallKind). */
   stallKind?: StallKind;
   /**

@@ -12,13 +12,14 @@ import net from 'node:net';
 import os from 'node:os';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ProbeResult, ProbeSpec, RecipientResult, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
+import type { Attempt, ProbeResult, ProbeSpec, RecipientResult, ResolvedRecords, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
 import { classify, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
 import { formatReply, ReplyParser } from './reply.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import { stallMessage, Watchdog, type StallCall } from './watchdog.js';
+import { probeResolver, resolveAddresses, resolveMxHosts } from './endpoints.js';
 import { formatSize } from '../units.js';
 import type { CaptureSession } from './capture.js';
 import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
@@ -76,6 +77,29 @@ export function targetLabel(t: TargetSpec): string {
 
 type Mark = { stage: Stage; start: number; end?: number };
 
+/** One address of one host to connect to. */
+interface Endpoint {
+  server: string;
+  address: string;
+  port: number;
+}
+
+/**
+ * Is this failure one an MTA moves past to the next address or MX host (RFC 5321 §5.1, Postfix's habit)? A
+ * connection that fails, a lost or silent connection before the greeting, a 4xx greeting, a 421 before MAIL.
+ * Not: our own source address or proxy failing (the path, not the endpoint), TLS errors, anything from MAIL on.
+ */
+export function worthNextEndpoint(e: { code: string; stage: Stage }, reply: SmtpReply | undefined): boolean {
+  if (e.code === 'EADDRNOTAVAIL' || e.code === 'EABORTED' || e.code === 'EPROXY') return false;
+  if (e.stage === 'connect' || e.stage === 'dns') return true;
+  if (e.stage === 'greeting') {
+    if (e.code === 'EREJECTED') return (reply?.code ?? 0) >= 400 && (reply?.code ?? 0) < 500;
+    return e.code === 'ECLOSED' || e.code === 'ECONNRESET' || e.code === 'ESTALL' || e.code === 'ETIMEDOUT';
+  }
+  if (e.stage === 'ehlo' || e.stage === 'starttls' || e.stage === 'auth') return e.code === 'EREJECTED' && reply?.code === 421;
+  return false;
+}
+
 /** os.hostname() is a syscall: read it once. */
 let HOSTNAME: string | undefined;
 
@@ -90,14 +114,19 @@ class Transaction {
   private deadline: NodeJS.Timeout | undefined;
   /** The stall window applies once there is a connection to watch: not in dns, connect or quit. */
   private stallArmed = false;
-  private readonly watchdog: Watchdog;
+  private watchdog: Watchdog;
+  /** Endpoints tried before the one the probe ended on (with fallback), and when the last one began. */
+  private readonly attempts: Attempt[] = [];
+  private currentAttempt: (Endpoint & { t0: number }) | undefined;
+  private readonly resolved: ResolvedRecords = {};
+  private resolver: dns.promises.Resolver | undefined;
   /** Set while a stall's or a deadline's evidence is read, before the socket is destroyed. */
   private evidence: Promise<void> | undefined;
   private connectedAt: number | undefined;
 
   private raw: net.Socket | undefined; // the TCP socket (to the server or the proxy)
   private sock: net.Socket | undefined; // what we speak SMTP on (raw, or TLS over raw)
-  private readonly parser = new ReplyParser();
+  private parser = new ReplyParser();
   private replies: SmtpReply[] = [];
   private replyWaiter: ((r: SmtpReply) => void) | undefined;
 
@@ -133,7 +162,12 @@ class Transaction {
   ) {
     this.failed = new Promise<never>((_, reject) => (this.failReject = reject));
     this.failed.catch(() => undefined); // observed through guard()
-    this.watchdog = new Watchdog(
+    this.watchdog = this.newWatchdog();
+  }
+
+  private newWatchdog(): Watchdog {
+    const { spec } = this;
+    return new Watchdog(
       { timeouts: spec.timeouts, early: spec.earlyStall !== false },
       {
         watchedStage: () => (this.stallArmed && !this.failure && !this.finishing ? this.current?.stage : undefined),
@@ -253,6 +287,7 @@ class Transaction {
     this.failure = err;
     this.endStage();
     this.watchdog.stop();
+    this.resolver?.cancel(); // a hung query does not outlive the probe's dns deadline
     if (!o.keepSocket) {
       this.destroy();
       this.failReject(err);
@@ -416,135 +451,7 @@ class Transaction {
 
   private async transact(message: MessageSource): Promise<void> {
     const { spec } = this;
-    const tlsMode: TlsMode = spec.path.relay?.tls ?? spec.target.tls;
-    // ---- where to connect
-    let candidates: { host: string; port: number }[];
-    if (spec.path.relay) {
-      candidates = [{ host: spec.path.relay.host, port: spec.path.relay.port }];
-    } else if (spec.target.mx) {
-      this.begin('dns');
-      const domain = spec.target.mx;
-      const mx = await this.guard(dns.promises.resolveMx(domain).catch((e: NodeJS.ErrnoException) => {
-        // RFC 5321 5.1: a domain that exists but has no MX records gets mail at its own address (implicit MX)
-        if (e.code === 'ENODATA') return [{ exchange: domain, priority: 0, implicit: true }];
-        const why =
-          e.code === 'ENOTFOUND' ? 'the domain does not exist (NXDOMAIN)'
-          : e.code === 'ETIMEOUT' ? 'no answer from the resolver'
-          : e.code === 'ESERVFAIL' ? 'the resolver answered SERVFAIL'
-          : (e.code ?? String(e));
-        throw new ProbeError('EDNS', `MX lookup for ${domain} failed: ${why} (${e.code ?? 'error'})`, 'dns', { cause: e });
-      }));
-      // RFC 7505 null MX (exchange "." → ''): the domain accepts no mail. Left in, lookup('') gave a null address
-      // and the probe connected to localhost (test/integration/mx.test.ts).
-      const hosts = mx.filter((m) => m.exchange !== '' && m.exchange !== '.');
-      if (!hosts.length) {
-        throw new ProbeError('EDNS', mx.length ? `${spec.target.mx} publishes a null MX (RFC 7505): it accepts no mail` : `${spec.target.mx} has no MX records`, 'dns');
-      }
-      candidates = hosts.sort((a, b) => a.priority - b.priority).map((m) => ({ host: m.exchange, port: spec.target.port }));
-    } else {
-      candidates = [{ host: spec.target.host!, port: spec.target.port }];
-    }
-    const proxy = spec.path.proxy ? parseProxyUrl(spec.path.proxy) : undefined;
-    // ---- connect, trying MX hosts in preference order while the connection itself fails
-    let lastErr: unknown;
-    for (const [i, c] of candidates.entries()) {
-      this.server = c.host;
-      let addr = c.host;
-      try {
-        if (!net.isIP(c.host) && proxy?.kind !== 'socks5h' && proxy?.kind !== 'http') {
-          this.begin('dns');
-          const found = await this.guard(
-            dns.promises.lookup(c.host).catch((e) => {
-              throw new ProbeError('EDNS', `cannot resolve ${c.host}: ${(e as NodeJS.ErrnoException).code ?? e}`, 'dns', { cause: e });
-            }),
-          );
-          addr = found.address;
-        }
-        this.begin('connect');
-        const sock = await this.guard(
-          openEgress({
-            host: addr,
-            port: c.port,
-            localAddress: spec.path.localAddress,
-            proxy: spec.path.proxy,
-            onSocket: (s) => {
-              this.raw = s;
-              s.on('error', this.onError);
-            },
-          }),
-        );
-        this.sock = sock;
-        this.connectedTo = addr;
-        this.connectedAt = performance.now();
-        this.tuple = {
-          localAddress: sock.localAddress ?? '',
-          localPort: sock.localPort ?? 0,
-          remoteAddress: sock.remoteAddress ?? '',
-          remotePort: sock.remotePort ?? 0,
-        };
-        lastErr = undefined;
-        break;
-      } catch (e) {
-        lastErr = e;
-        const pe = this.failure ?? toProbeError(e, this.current?.stage ?? 'connect');
-        const retriable = i < candidates.length - 1 && (pe.stage === 'connect' || pe.stage === 'dns') && pe.code !== 'EADDRNOTAVAIL' && pe.code !== 'EABORTED';
-        if (!retriable) throw e;
-        // try the next MX: forget this failure
-        this.failure = undefined;
-        this.raw?.destroy();
-        this.raw = undefined;
-        this.replaceFailed();
-      }
-    }
-    if (lastErr) throw lastErr;
-    const servername = spec.servername ?? (this.server && !net.isIP(this.server) ? this.server : undefined);
-
-    // ---- implicit TLS
-    if (tlsMode === 'implicit') {
-      this.begin('tls');
-      await this.startTls(servername);
-    } else {
-      this.attach(this.sock!);
-    }
-
-    // ---- greeting
-    this.begin('greeting');
-    const greet = await this.readReply();
-    if (greet.code !== 220) this.reject('greeting', greet);
-
-    // ---- EHLO
-    const ehloName = spec.ehloName ?? (HOSTNAME ??= os.hostname());
-    this.begin('ehlo');
-    await this.ehlo(ehloName);
-
-    // ---- STARTTLS
-    if (tlsMode === 'starttls' || tlsMode === 'require-starttls') {
-      const offered = this.capabilities!.some((c) => c.toUpperCase() === 'STARTTLS');
-      if (!offered && tlsMode === 'require-starttls') {
-        throw new ProbeError('ETLS', 'server does not offer STARTTLS (--tls require-starttls)', 'ehlo');
-      }
-      if (offered) {
-        this.begin('starttls');
-        const r = await this.command('STARTTLS');
-        if (r.code !== 220) {
-          if (tlsMode === 'require-starttls') {
-            throw new ProbeError('ETLS', `STARTTLS refused: ${formatReply(r)}`, 'starttls', { lastCommand: 'STARTTLS' });
-          }
-          // opportunistic: carry on in plain text, as an MTA would
-        } else {
-          await this.startTls(servername);
-          this.begin('ehlo');
-          await this.ehlo(ehloName);
-        }
-      }
-    }
-
-    // ---- AUTH
-    if (spec.auth) {
-      this.begin('auth');
-      await this.auth();
-    }
-
+    await this.openSession(this.endpoints());
     // ---- guard (guards.ts): a real target's advertised SIZE is respected unless spec.force; nothing is sent,
     // the probe ends rejected@mail (ESIZE) and says QUIT
     const refusal = sizeRefusal({ capabilities: this.capabilities, sizeBytes: message.sizeBytes, real: isRealProbe(spec, this.connectedTo), force: spec.force });
@@ -603,6 +510,194 @@ class Transaction {
       await this.snapshot('end');
     }
     this.endStage();
+  }
+
+  /**
+   * Every endpoint to try, lazily, as an MTA orders them (endpoints.ts): the relay, the host, or the MX hosts of
+   * the domain; each host's addresses. `last` marks the final one. A host whose addresses cannot be resolved is an
+   * attempt of its own when another host follows (with fallback), else the probe's failure.
+   */
+  private async *endpoints(): AsyncGenerator<Endpoint & { last: boolean }> {
+    const { spec } = this;
+    const proxy = spec.path.proxy ? parseProxyUrl(spec.path.proxy) : undefined;
+    const proxyResolves = proxy?.kind === 'socks5h' || proxy?.kind === 'http';
+    let hosts: Array<{ host: string; port: number }>;
+    if (spec.path.relay) hosts = [{ host: spec.path.relay.host, port: spec.path.relay.port }];
+    else if (spec.target.mx) {
+      this.begin('dns');
+      const mx = await this.guard(resolveMxHosts(spec.target.mx, this.dnsResolver(), spec.seed));
+      this.resolved.mx = mx.map((m) => ({ exchange: m.exchange, priority: m.priority }));
+      hosts = mx.map((m) => ({ host: m.exchange, port: spec.target.port }));
+    } else hosts = [{ host: spec.target.host!, port: spec.target.port }];
+    for (const [i, h] of hosts.entries()) {
+      const lastHost = i === hosts.length - 1;
+      this.server = h.host;
+      if (net.isIP(h.host) || proxyResolves) {
+        yield { server: h.host, address: h.host, port: h.port, last: lastHost };
+        continue;
+      }
+      const t0 = performance.now();
+      this.currentAttempt = { server: h.host, address: '', port: h.port, t0 };
+      let addrs: string[];
+      try {
+        this.begin('dns');
+        const resolver = spec.dnsServers?.length ? this.dnsResolver() : undefined;
+        addrs = await this.guard(resolveAddresses(h.host, { ...(resolver ? { resolver } : {}), ...(spec.target.family ? { family: spec.target.family } : {}) }));
+      } catch (e) {
+        if (lastHost || this.fallback() === 'none') throw e;
+        const pe = this.failure ?? toProbeError(e, 'dns');
+        this.attempts.push({ server: h.host, address: '', port: h.port, outcome: classify(pe.code, 'dns'), stage: 'dns', ms: performance.now() - t0, error: pe.message });
+        this.resetAttempt(this.marks.length);
+        continue;
+      }
+      (this.resolved.addresses ??= {})[h.host] = addrs;
+      for (const [j, address] of addrs.entries()) yield { server: h.host, address, port: h.port, last: lastHost && j === addrs.length - 1 };
+    }
+  }
+
+  /** `mta` (next address, next MX) or `none`: the target's choice, by default `mta` for an MX target only. */
+  private fallback(): 'mta' | 'none' {
+    return this.spec.target.fallback ?? (this.spec.target.mx && !this.spec.path.relay ? 'mta' : 'none');
+  }
+
+  private dnsResolver(): dns.promises.Resolver {
+    this.resolver ??= probeResolver(this.spec.dnsServers, this.spec.timeouts.dnsMs);
+    if (this.spec.dnsServers?.length) this.resolved.servers = [...this.spec.dnsServers];
+    return this.resolver;
+  }
+
+  /**
+   * Connect → [TLS] → greeting → EHLO → [STARTTLS → EHLO] → [AUTH] on the first endpoint that gets that far. With
+   * fallback, an endpoint that refuses, cannot be reached, answers the greeting with 4xx or says 421 before MAIL
+   * is an attempt, and the next endpoint is tried; its time is the attempt's, not the probe's stages.
+   */
+  private async openSession(endpoints: AsyncGenerator<Endpoint & { last: boolean }>): Promise<void> {
+    for await (const ep of endpoints) {
+      const t0 = performance.now();
+      const firstMark = this.marks.length;
+      this.currentAttempt = { server: ep.server, address: ep.address, port: ep.port, t0 };
+      try {
+        await this.session(ep);
+        return;
+      } catch (e) {
+        if (this.evidence) await this.evidence;
+        const pe = this.failure ?? toProbeError(e, this.current?.stage ?? 'connect', this.lastCommand);
+        if (ep.last || this.fallback() === 'none' || !worthNextEndpoint(pe, this.lastReply)) throw e;
+        const a: Attempt = { server: ep.server, address: ep.address, port: ep.port, outcome: classify(pe.code, pe.stage), stage: pe.stage, ms: performance.now() - t0, error: pe.message };
+        if (pe.code === 'EREJECTED' && this.lastReply) a.reply = this.lastReply;
+        this.attempts.push(a);
+        this.resetAttempt(firstMark);
+      }
+    }
+  }
+
+  /** Forget a failed attempt's connection and stages (its time is in `attempts`); keep the DNS stage. */
+  private resetAttempt(firstMark: number): void {
+    // the old connection's events belong to the old attempt: its close or a late error must not end the next one
+    for (const old of new Set([this.sock, this.raw])) {
+      if (!old) continue;
+      this.detach(old);
+      old.off('error', this.onError);
+      old.on('error', () => undefined);
+    }
+    this.destroy();
+    this.failure = undefined;
+    this.replaceFailed();
+    this.evidence = undefined;
+    this.endStage();
+    this.marks.splice(firstMark, this.marks.length - firstMark, ...this.marks.slice(firstMark).filter((m) => m.stage === 'dns'));
+    this.watchdog.stop();
+    this.watchdog = this.newWatchdog();
+    this.raw = this.sock = undefined;
+    this.tuple = undefined;
+    this.connectedTo = undefined;
+    this.parser = new ReplyParser();
+    this.replies = [];
+    this.replyWaiter = undefined;
+    this.lastReply = undefined;
+    this.lastCommand = undefined;
+    this.capabilities = undefined;
+    this.tlsInfo = undefined;
+    this.tcp = undefined;
+    this.tcpUnavailable = undefined;
+    this.stallBy = this.stallKind = this.progressFrom = undefined;
+    this.bytesWritten = this.bytesRead = 0;
+  }
+
+  /** One endpoint: connect, TLS, greeting, EHLO, STARTTLS, AUTH. Throws what ended it. */
+  private async session(ep: Endpoint): Promise<void> {
+    const { spec } = this;
+    const tlsMode: TlsMode = spec.path.relay?.tls ?? spec.target.tls;
+    this.server = ep.server;
+    this.begin('connect');
+    const sock = await this.guard(
+      openEgress({
+        host: ep.address,
+        port: ep.port,
+        localAddress: spec.path.localAddress,
+        proxy: spec.path.proxy,
+        onSocket: (s) => {
+          this.raw = s;
+          s.on('error', this.onError);
+        },
+      }),
+    );
+    this.sock = sock;
+    this.connectedTo = ep.address;
+    this.connectedAt = performance.now();
+    this.tuple = {
+      localAddress: sock.localAddress ?? '',
+      localPort: sock.localPort ?? 0,
+      remoteAddress: sock.remoteAddress ?? '',
+      remotePort: sock.remotePort ?? 0,
+    };
+    const servername = spec.servername ?? (this.server && !net.isIP(this.server) ? this.server : undefined);
+
+    // ---- implicit TLS
+    if (tlsMode === 'implicit') {
+      this.begin('tls');
+      await this.startTls(servername);
+    } else {
+      this.attach(this.sock!);
+    }
+
+    // ---- greeting
+    this.begin('greeting');
+    const greet = await this.readReply();
+    if (greet.code !== 220) this.reject('greeting', greet);
+
+    // ---- EHLO
+    const ehloName = spec.ehloName ?? (HOSTNAME ??= os.hostname());
+    this.begin('ehlo');
+    await this.ehlo(ehloName);
+
+    // ---- STARTTLS
+    if (tlsMode === 'starttls' || tlsMode === 'require-starttls') {
+      const offered = this.capabilities!.some((c) => c.toUpperCase() === 'STARTTLS');
+      if (!offered && tlsMode === 'require-starttls') {
+        throw new ProbeError('ETLS', 'server does not offer STARTTLS (--tls require-starttls)', 'ehlo');
+      }
+      if (offered) {
+        this.begin('starttls');
+        const r = await this.command('STARTTLS');
+        if (r.code !== 220) {
+          if (tlsMode === 'require-starttls') {
+            throw new ProbeError('ETLS', `STARTTLS refused: ${formatReply(r)}`, 'starttls', { lastCommand: 'STARTTLS' });
+          }
+          // opportunistic: carry on in plain text, as an MTA would
+        } else {
+          await this.startTls(servername);
+          this.begin('ehlo');
+          await this.ehlo(ehloName);
+        }
+      }
+    }
+
+    // ---- AUTH
+    if (spec.auth) {
+      this.begin('auth');
+      await this.auth();
+    }
   }
 
   /** The previous failure promise is settled; make a fresh one (used when moving on to the next MX host). */
@@ -727,6 +822,7 @@ class Transaction {
     // QUIT never changes the outcome: a server that does not answer it has still taken (or refused) the mail
     const saved = this.failure;
     const savedReply = this.lastReply;
+    const savedCommand = this.lastCommand;
     this.failure = undefined;
     this.replaceFailed();
     try {
@@ -738,6 +834,7 @@ class Transaction {
     this.endStage();
     this.failure = saved;
     this.lastReply = savedReply; // the reply that decided the outcome, not QUIT's
+    this.lastCommand = savedCommand; // a 421 greeting was not an answer to QUIT
   }
 
   private result(message: MessageSource): ProbeResult {
@@ -790,6 +887,14 @@ class Transaction {
     }
     if (this.progressFrom && (r.outcome === 'stalled' || r.outcome === 'timeout')) r.progressFrom = this.progressFrom;
     if (this.ackedBytesPerSec !== undefined && r.outcome === 'timeout') r.ackedBytesPerSec = this.ackedBytesPerSec;
+    if (this.attempts.length) {
+      // more than one endpoint tried: the chain, the last one being the probe's own (its stages are `stages`)
+      const c = this.currentAttempt;
+      const last: Attempt | undefined = c && { server: c.server, address: c.address, port: c.port, outcome: r.outcome, ms: performance.now() - c.t0 };
+      if (last && r.stage) last.stage = r.stage;
+      r.attempts = last ? [...this.attempts, last] : [...this.attempts];
+    }
+    if (this.resolved.mx || this.resolved.addresses || this.resolved.servers) r.resolved = this.resolved;
     if (this.capturePath) r.capture = this.capturePath;
     if (this.captureError) r.captureError = this.captureError;
     return r;

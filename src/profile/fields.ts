@@ -2,6 +2,7 @@
  * Field parsers of the profile: one value in, a normalised value out, or a thrown `FieldError` whose message
  * says what was expected. Shared by the YAML loader (through the schema) and by `applyOverrides`.
  */
+import { dnsServerAddress } from '../probe/endpoints.js';
 import { isIP } from 'node:net';
 import { STAGES, TLS_MODES } from '../model.js';
 import type { TlsMode } from '../model.js';
@@ -95,6 +96,39 @@ export function toHost(v: string): string {
   if (/^[\d.]+$/.test(s)) return fail(`not an IP address (${show(v)})`);
   if (!HOSTNAME.test(s)) return fail(`not a host name or an IP address (${show(v)})`);
   return s;
+}
+
+/**
+ * A host as people type it: `mx.example.net`, `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, with an optional port:
+ * `mx.example.net:587`, `[::1]:2525`.
+ */
+export function toHostPort(v: string): { host: string; port?: number } {
+  const s = v.trim();
+  if (isIP(s)) return { host: s };
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  if (v6) {
+    if (isIP(v6[1]!) !== 6) return fail(`not an IPv6 address in brackets (${show(v)})`);
+    return v6[2] === undefined ? { host: v6[1]! } : { host: v6[1]!, port: toInt(v6[2], 'a TCP port number', 1, 65535) };
+  }
+  const hp = /^([^:]+):(\d+)$/.exec(s);
+  if (hp) return { host: toHost(hp[1]!), port: toInt(hp[2]!, 'a TCP port number', 1, 65535) };
+  return { host: toHost(s) };
+}
+
+/** An IP family: 4 or 6 (also "4", "ipv4", "IPv6"). */
+export function toFamily(v: number | string): 4 | 6 {
+  const t = String(v).trim().toLowerCase().replace(/^ipv/, '');
+  if (t === '4' || t === '6') return Number(t) as 4 | 6;
+  return fail(`expected 4 (IPv4) or 6 (IPv6), got ${show(v)}`);
+}
+
+/** A DNS server: `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53`, `[2001:db8::53]:5353`. */
+export function toDnsServer(v: string): string {
+  try {
+    return dnsServerAddress(v);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
 }
 
 /** A domain whose MX records are looked up. */

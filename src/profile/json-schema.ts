@@ -21,6 +21,7 @@ const TIMEOUT_DEFAULTS: Record<string, string> = {
   body: '3m',
   dataAck: '10m',
   stall: '10s',
+  noReply: '100s',
 };
 
 type Obj = Record<string, unknown> & { properties?: Record<string, Obj> };

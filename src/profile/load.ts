@@ -194,12 +194,17 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
       issues.push({ path: ['targets', i, 'allMx'], message: 'allMx applies only with mx: (a domain whose MX hosts are probed)' });
     }
     const tls = t.tls ?? rootTls;
-    const port = t.port ?? (tls === 'implicit' ? 465 : 25);
-    const name = t.name ?? (t.host !== undefined ? hostLabel(t.host, port) : `mx:${t.mx ?? ''}`);
+    if (t.port !== undefined && t.host?.port !== undefined && t.port !== t.host.port) {
+      issues.push({ path: ['targets', i, 'port'], message: `port ${t.port} and the port in host (${t.host.port}) differ: give one` });
+    }
+    const port = t.port ?? t.host?.port ?? (tls === 'implicit' ? 465 : 25);
+    const name = t.name ?? (t.host !== undefined ? hostLabel(t.host.host, port) : `mx:${t.mx ?? ''}`);
     const spec: TargetSpec = { name, port, tls };
-    if (t.host !== undefined) spec.host = t.host;
+    if (t.host !== undefined) spec.host = t.host.host;
     else if (t.mx !== undefined) spec.mx = t.mx;
     if (t.allMx) spec.allMx = true;
+    if (t.family !== undefined) spec.family = t.family;
+    if (t.fallback !== undefined) spec.fallback = t.fallback;
     return spec;
   });
   const seenTargets = new Map<string, number>();
@@ -276,6 +281,7 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
   if (p.rate !== undefined) plan.ratePerTarget = p.rate;
   if (p.insecure) plan.insecure = true;
   if (p.ehlo !== undefined) plan.ehloName = p.ehlo;
+  if (p.dns !== undefined) plan.dnsServers = p.dns.servers;
   if (p.thresholds && p.thresholds.length > 0) plan.thresholds = p.thresholds;
   if (p.tcpSnapshotMin !== undefined) plan.tcpSnapshotMinBytes = p.tcpSnapshotMin;
   if (p.capture !== undefined) plan.captureDir = p.capture;

@@ -37,6 +37,8 @@ export interface Plan {
   seed: number;
   insecure?: boolean;
   ehloName?: string;
+  /** DNS servers for MX and address lookups (profile `dns.servers`). */
+  dnsServers?: string[];
   thresholds?: Threshold[];
   tcpSnapshotMinBytes?: number;
   captureDir?: string;

@@ -17,6 +17,9 @@ import {
   toEhlo,
   toEnvName,
   toHost,
+  toHostPort,
+  toDnsServer,
+  toFamily,
   toInt,
   toIp,
   toPathName,
@@ -81,9 +84,9 @@ export const TargetSchema = z
       .optional()
       .describe('Label used in results, tables and findings. Default: "host:port", or "mx:domain".'),
     host: str('a host name or an IP address')
-      .transform(conv(toHost))
+      .transform(conv(toHostPort))
       .optional()
-      .describe('The SMTP server to probe: a host name or an IP address (give host or mx, not both).'),
+      .describe('The SMTP server to probe: a host name or an IP address, optionally with the port (mx.example.net:587, [2001:db8::1]:25); give host or mx, not both.'),
     mx: str('a domain name')
       .transform(conv(toDomain))
       .optional()
@@ -93,6 +96,17 @@ export const TargetSchema = z
       .describe('With mx: probe every MX host instead of the best reachable one. Default false.'),
     port: Port.optional().describe('TCP port. Default 25, or 465 with tls: implicit. A numeric string is accepted (for ${VAR}).'),
     tls: tlsEnum.optional().describe(`${TLS_DESCRIPTION} Default: the top-level tls, itself "starttls".`),
+    family: numLike('4 or 6')
+      .transform(conv(toFamily))
+      .optional()
+      .describe('Connect over IPv4 (4) or IPv6 (6) only. Default: every address, IPv6 first.'),
+    fallback: z
+      .enum(['mta', 'none'], { error: typeMsg('"mta" or "none"') })
+      .optional()
+      .describe(
+        'mta: when an address or MX host refuses, cannot be reached, answers the greeting with 4xx or says 421 before MAIL, ' +
+          'try the next one, as an MTA does (every attempt is in the result); none: report the first failure. Default: mta for mx, none for host.',
+      ),
   })
   .describe('An SMTP server to probe: {host, port?, tls?, name?} or {mx: domain, allMx?, port?, tls?, name?}.');
 
@@ -278,6 +292,15 @@ export const ProfileSchema = z
       .transform(conv(toEhlo))
       .optional()
       .describe("EHLO name. Default: this machine's host name."),
+    dns: z
+      .strictObject({
+        servers: z
+          .array(str('a DNS server address').transform(conv(toDnsServer)), { error: typeMsg('a list of DNS server addresses') })
+          .min(1, 'give at least one server')
+          .describe('DNS servers (IP, IP:port or [IPv6]:port) for MX and address lookups instead of the system resolver.'),
+      })
+      .optional()
+      .describe('Resolve MX records and host addresses with these DNS servers (split horizon, a lab resolver).'),
     tcpSnapshotMin: numLike('a size such as 64KiB')
       .transform(conv((v: number | string) => toSize(v, 0)))
       .optional()

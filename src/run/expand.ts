@@ -115,6 +115,7 @@ export function expandPlan(plan: Plan, opts: { runId: string }): PlannedProbe[] 
       };
       if (plan.auth) spec.auth = plan.auth;
       if (plan.ehloName !== undefined) spec.ehloName = plan.ehloName;
+      if (plan.dnsServers) spec.dnsServers = plan.dnsServers;
       if (plan.insecure !== undefined) spec.insecure = plan.insecure;
       if (plan.tcpSnapshotMinBytes !== undefined) spec.tcpSnapshotMinBytes = plan.tcpSnapshotMinBytes;
       if (plan.captureDir !== undefined) spec.captureDir = plan.captureDir;

@@ -25,6 +25,8 @@ export interface DnsZone {
   mx?: Record<string, MxRecordSpec[]>;
   /** name → IPv4 addresses. */
   a?: Record<string, string[]>;
+  /** name → IPv6 addresses. */
+  aaaa?: Record<string, string[]>;
   /** name → an error rcode answered for every question about it. */
   fail?: Record<string, 'SERVFAIL' | 'REFUSED'>;
 }
@@ -127,6 +129,17 @@ function encodeName(name: string, pointer?: { suffix: string; offset: number }):
   return Buffer.concat(parts);
 }
 
+/** `::1`, `2001:db8::5` → the 16 bytes of the address. */
+function ipv6Bytes(ip: string): Buffer {
+  const [head, tail] = ip.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
 function rr(owner: Buffer, type: number, rdata: Buffer): Buffer {
   const fixed = Buffer.alloc(10);
   fixed.writeUInt16BE(type, 0);
@@ -185,7 +198,8 @@ export function answer(query: Buffer, zone: DnsZone, compress = true): { reply: 
   if (failed) return { reply: Buffer.concat([header(failed, 1, 0), question]), q: { ...q, rcode: failed, answers: 0 } };
   const mx = lookupKey(zone.mx, name);
   const a = lookupKey(zone.a, name);
-  if (mx === undefined && a === undefined) return { reply: Buffer.concat([header('NXDOMAIN', 1, 0), question]), q: { ...q, rcode: 'NXDOMAIN', answers: 0 } };
+  const aaaa = lookupKey(zone.aaaa, name);
+  if (mx === undefined && a === undefined && aaaa === undefined) return { reply: Buffer.concat([header('NXDOMAIN', 1, 0), question]), q: { ...q, rcode: 'NXDOMAIN', answers: 0 } };
 
   const owner = compress ? Buffer.from([0xc0, 0x0c]) : encodeName(qname);
   const answers: Buffer[] = [];
@@ -201,6 +215,12 @@ export function answer(query: Buffer, zone: DnsZone, compress = true): { reply: 
     for (const ip of a ?? []) {
       if (!net.isIPv4(ip)) throw new Error(`dns helper: not an IPv4 address: ${ip}`);
       answers.push(rr(owner, 1, Buffer.from(ip.split('.').map(Number))));
+    }
+  }
+  if (qclass === CLASS_IN && (qtype === 28 || qtype === 255)) {
+    for (const ip of aaaa ?? []) {
+      if (!net.isIPv6(ip)) throw new Error(`dns helper: not an IPv6 address: ${ip}`);
+      answers.push(rr(owner, 28, ipv6Bytes(ip)));
     }
   }
   let reply = Buffer.concat([header('NOERROR', 1, answers.length), question, ...answers]);

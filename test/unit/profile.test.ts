@@ -146,11 +146,25 @@ describe('targets', () => {
     expectIssue(fails(withTargets('  - {host: a.example.net, port: true}')), 'targets[0].port', 'got true');
   });
 
+  it('takes host:port and [IPv6]:port as people type them, and labels IPv6 in brackets', () => {
+    const t = (line: string) => parse(withTargets(line)).targets[0]!;
+    expect(t('  - host: mx.example.net:587')).toMatchObject({ host: 'mx.example.net', port: 587, name: 'mx.example.net:587' });
+    expect(t("  - host: '[::1]:2525'")).toMatchObject({ host: '::1', port: 2525, name: '[::1]:2525' });
+    expect(t("  - host: '[2001:db8::1]'")).toMatchObject({ host: '2001:db8::1', port: 25, name: '[2001:db8::1]:25' });
+    expect(t('  - {mx: example.net, family: 6, fallback: none}')).toMatchObject({ mx: 'example.net', family: 6, fallback: 'none' });
+  });
+
+  it('dns servers and address family, checked', () => {
+    expect(parse(yaml('dns: {servers: [192.0.2.53, "192.0.2.54:5353", "[2001:db8::53]:53"]}\n')).dnsServers).toEqual(['192.0.2.53', '192.0.2.54:5353', '[2001:db8::53]:53']);
+    expectIssue(fails(yaml('dns: {servers: [ns1.example.net]}\n')), 'dns.servers[0]', 'not a DNS server address');
+    expectIssue(fails(withTargets('  - {mx: example.net, family: 5}')), 'targets[0].family', 'expected 4 (IPv4) or 6 (IPv6), got 5');
+  });
+
   it('rejects bad hosts with a hint', () => {
     expectIssue(fails(withTargets('  - host: 10.0.0.300')), 'targets[0].host', 'not an IP address ("10.0.0.300")');
-    expectIssue(fails(withTargets('  - host: mx.example.net:25')), 'targets[0].host', 'put the port in port: 25');
     expectIssue(fails(withTargets('  - host: smtp://mx.example.net')), 'targets[0].host', 'not a URL');
-    expectIssue(fails(withTargets("  - host: '[::1]'")), 'targets[0].host', 'without brackets');
+    expectIssue(fails(withTargets("  - host: '[mx.example]:25'")), 'targets[0].host', 'not an IPv6 address in brackets');
+    expectIssue(fails(withTargets('  - {host: mx.example.net:587, port: 25}')), 'targets[0].port', 'differ');
     expectIssue(fails(withTargets("  - host: 'mx example'")), 'targets[0].host', 'not a host name');
     expectIssue(fails(withTargets('  - host: 25')), 'targets[0].host', 'expected a host name or an IP address, got 25');
   });
@@ -684,7 +698,7 @@ describe('profileJsonSchema', () => {
     expect(schema.$schema).toMatch(/json-schema\.org/);
     expect(schema.properties.targets).toBeDefined();
     expect(Object.keys(schema.properties).sort()).toEqual(
-      ['auth', 'capture', 'concurrency', 'ehlo', 'envelope', 'insecure', 'name', 'paths', 'rate', 'repeat', 'seed', 'sizes', 'tcpSnapshotMin', 'thresholds', 'timeouts', 'tls', 'targets'].sort(),
+      ['auth', 'capture', 'concurrency', 'dns', 'ehlo', 'envelope', 'insecure', 'name', 'paths', 'rate', 'repeat', 'seed', 'sizes', 'tcpSnapshotMin', 'thresholds', 'timeouts', 'tls', 'targets'].sort(),
     );
     expect(schema.required.sort()).toEqual(['envelope', 'name', 'targets']);
     expect(schema.additionalProperties).toBe(false);
