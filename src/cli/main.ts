@@ -2,36 +2,40 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { CliError, EXIT } from './exit.js';
 import { UnitError } from '../units.js';
-import { ProfileError } from '../profile/index.js';
-// Each command lives in its own file and exports `register(program)`; add new ones to COMMANDS.
-import { register as registerProbe } from './probe.js';
-import { register as registerDemo } from './demo.js';
-import { register as registerLab } from './lab.js';
-import { register as registerSchema } from './schema.js';
-import { register as registerRun } from './run.js';
-import { register as registerCompare } from './compare.js';
-import { register as registerVerify } from './verify.js';
-import { register as registerBisect } from './bisect.js';
-import { register as registerServe } from './serve.js';
-import { register as registerSink } from './sink.js';
+import { ProfileError } from '../profile/errors.js';
 
-const COMMANDS: Array<(program: Command) => void> = [
-  registerDemo,
-  registerProbe,
-  registerLab,
-  registerSchema,
-  registerRun,
-  registerCompare,
-  registerVerify,
-  registerBisect,
-  registerSink,
-  registerServe,
-];
+/**
+ * Each command lives in its own file and exports `register(program)`; add new ones here. They are imported
+ * lazily: `mxprobe probe` loads the probe engine and commander, not zod, yaml, smtp-server or prom-client
+ * (start-up time is part of the swaks habit: bench/startup.mjs).
+ */
+type CommandModule = { register: (program: Command) => void };
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  demo: () => import('./demo.js'),
+  probe: () => import('./probe.js'),
+  lab: () => import('./lab.js'),
+  schema: () => import('./schema.js'),
+  run: () => import('./run.js'),
+  compare: () => import('./compare.js'),
+  verify: () => import('./verify.js'),
+  bisect: () => import('./bisect.js'),
+  sink: () => import('./sink.js'),
+  serve: () => import('./serve.js'),
+};
+
+/** Which command modules a command line needs: the named command only; none for a bare --version; else all (help). */
+export function commandsFor(args: readonly string[]): string[] {
+  const first = args.find((a) => !a.startsWith('-'));
+  if (first !== undefined && Object.hasOwn(COMMANDS, first)) return [first];
+  if (first === undefined && args.some((a) => a === '-V' || a === '--version')) return [];
+  return Object.keys(COMMANDS);
+}
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../package.json') as { version: string };
 
-export function buildProgram(): Command {
+/** The commander program with the given commands registered (default: all, in the order of `mxprobe --help`). */
+export async function buildProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('mxprobe')
     .version(pkg.version, '-V, --version')
     .description(
@@ -40,7 +44,7 @@ export function buildProgram(): Command {
     )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const reg of COMMANDS) reg(program);
+  for (const mod of await Promise.all(names.map((n) => COMMANDS[n]!()))) mod.register(program);
   program.addHelpText(
     'after',
     `
@@ -72,7 +76,7 @@ function quietOnClosedPipe(): void {
 /** Parse argv and run a command; resolves to the process exit code. Never calls process.exit itself. */
 export async function main(argv: string[]): Promise<number> {
   quietOnClosedPipe();
-  const program = buildProgram();
+  const program = await buildProgram(commandsFor(argv.slice(2)));
   let code: number = EXIT.OK;
   // commands report their exit code through this hook
   program.hook('postAction', (_this, action) => {
