@@ -18,6 +18,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { mulberry32 } from '../prng.js';
+import type { MessageInfo } from '../model.js';
 
 export class MessageError extends Error {
   override name = 'MessageError';
@@ -32,6 +33,8 @@ export interface MessageSource {
   wireBytes: number;
   /** The message as it goes on the wire (already dot-stuffed), in chunks. Can be iterated more than once. */
   chunks(): AsyncIterable<Buffer> | Iterable<Buffer>;
+  /** How a message that is not generated was made (recorded as `ProbeResult.message`). */
+  info?: MessageInfo;
 }
 
 export interface MessageParams {
@@ -404,6 +407,7 @@ export async function fileMessage(file: string): Promise<MessageSource> {
   return {
     sizeBytes: sizing.messageBytes,
     wireBytes: sizing.wireBytes,
+    info: { source: 'file', wireBytes: sizing.wireBytes },
     async *chunks() {
       const t = new WireTransform();
       for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_BYTES })) yield t.push(chunk as Buffer);
