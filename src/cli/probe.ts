@@ -16,7 +16,7 @@ import { liveProbePrinter, renderProbeTail } from './probe-render.js';
 
 export { renderProbe } from './probe-render.js';
 
-interface ProbeFlags {
+export interface ProbeFlags {
   host?: string;
   port?: number;
   mx?: string;
@@ -167,7 +167,8 @@ export function register(program: Command): void {
     });
 }
 
-function timeoutsFrom(f: ProbeFlags): Timeouts {
+/** The Timeouts the flags give; refuses a stall window that does not fit below every deadline (the profile loader's rule). */
+export function timeoutsFrom(f: ProbeFlags): Timeouts {
   const timeouts: Timeouts = {
     dnsMs: DEFAULT_TIMEOUTS.dnsMs,
     connectMs: f.timeoutConnect,
