@@ -86,3 +86,11 @@ export function formatDuration(ms: number): string {
   if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
   return `${ms}ms`;
 }
+
+/** A byte size that parses back to exactly the same number: 65536 → `64KiB`, 1048576 → `1MiB`, 1500 → `1500`. */
+export function formatSizeExact(bytes: number): string {
+  for (const [unit, n] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= n && bytes % n === 0) return `${bytes / n}${unit}`;
+  }
+  return String(bytes);
+}

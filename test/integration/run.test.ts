@@ -327,4 +327,25 @@ describe('mxprobe run (CLI)', () => {
     expect(new Set(all.map((l) => l.runId))).toEqual(new Set([runId]));
     expect(resumed.stdout).toContain(`24 probes recorded: 24 delivered (${partial.length} from before the resume)`);
   });
+
+  it('interrupted with overrides: "finish with" repeats them; another plan is refused (exit 2) unless --force', async () => {
+    sink.delayMs = 400;
+    const cli = spawnCli(['run', 'p.yaml', '--repeat', '10', '--sizes', '1KiB,2KiB', '--out', 'ov.jsonl'], dir);
+    await cli.until((s) => doneCount(s) >= 2);
+    cli.child.kill('SIGINT');
+    const r = await cli.exited;
+    expect(r.code).toBe(130);
+    expect(r.stdout).toContain('finish with: mxprobe run p.yaml --sizes 1KiB,2KiB --repeat 10 --resume ov.jsonl');
+    const recorded = readLines(join(dir, 'ov.jsonl')).length;
+    sink.delayMs = 0;
+    const before = sink.sources.length;
+    const other = await exec(['run', 'p.yaml', '--resume', 'ov.jsonl'], dir);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/ov\.jsonl was written with a different plan .*--force to append anyway/);
+    expect(sink.sources.length).toBe(before);
+    expect(readLines(join(dir, 'ov.jsonl'))).toHaveLength(recorded);
+    const same = await exec(['run', 'p.yaml', '--sizes', '1KiB,2KiB', '--repeat', '10', '--concurrency', '4', '--resume', 'ov.jsonl'], dir);
+    expect(same.code).toBe(0);
+    expect(readLines(join(dir, 'ov.jsonl'))).toHaveLength(40);
+  });
 });
