@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { CliError, EXIT } from './exit.js';
 import { UnitError } from '../units.js';
@@ -36,6 +36,7 @@ const pkg = require('../../package.json') as { version: string };
 
 /** The commander program with the given commands registered (default: all, in the order of `mxprobe --help`). */
 export async function buildProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
+  const { Command } = await import('commander');
   const program = new Command('mxprobe')
     .version(pkg.version, '-V, --version')
     .description(
@@ -76,7 +77,14 @@ function quietOnClosedPipe(): void {
 /** Parse argv and run a command; resolves to the process exit code. Never calls process.exit itself. */
 export async function main(argv: string[]): Promise<number> {
   quietOnClosedPipe();
-  const program = await buildProgram(commandsFor(argv.slice(2)));
+  const args = argv.slice(2);
+  // the one command line that needs nothing else: answered before commander is even loaded (bench/startup.mjs)
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+    process.stdout.write(`${pkg.version}\n`);
+    return EXIT.OK;
+  }
+  const { CommanderError } = await import('commander');
+  const program = await buildProgram(commandsFor(args));
   let code: number = EXIT.OK;
   // commands report their exit code through this hook
   program.hook('postAction', (_this, action) => {

@@ -6,7 +6,7 @@ import type { ProbeResult, ProbeSpec, Stage, TranscriptLine } from '../model.js'
 import { redactProxy, type ProbeOptions } from '../probe/index.js';
 import { targetLabel } from '../probe/session.js';
 import { formatTranscript } from '../probe/transcript.js';
-import { formatMs, formatSize } from '../units.js';
+import { formatMs, formatSize, groupDigits } from '../units.js';
 
 const STAGE_ORDER: Stage[] = ['dns', 'connect', 'tls', 'greeting', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'body', 'dataAck', 'quit'];
 
@@ -14,7 +14,7 @@ interface Head { probeId: string; target: string; path: string; proxy?: string; 
 
 export function headLine(h: Head): string {
   const via = h.proxy ? ` via ${h.proxy}` : '';
-  return `probe ${h.probeId} → ${h.target}  path ${h.path}${via}  size ${formatSize(h.sizeBytes)} (${h.sizeBytes.toLocaleString('en-US')} bytes)\n`;
+  return `probe ${h.probeId} → ${h.target}  path ${h.path}${via}  size ${formatSize(h.sizeBytes)} (${groupDigits(h.sizeBytes)} bytes)\n`;
 }
 
 export function stageLine(stage: Stage, ms: number): string {
@@ -30,14 +30,14 @@ export function renderProbeTail(r: ProbeResult): string {
     lines.push(`  tls: ${r.tls.version} ${r.tls.cipher}, ${v}`);
   }
   if (r.message) {
-    const att = r.message.attachments?.length ? `, ${r.message.attachments.map((a) => `${a.filename} (${a.contentType}, ${a.bytes.toLocaleString('en-US')} bytes)`).join(', ')}` : '';
-    const pad = r.message.paddingBytes ? `, padded by ${r.message.paddingBytes.toLocaleString('en-US')} bytes` : '';
-    lines.push(`  message: ${r.message.source}, ${r.sizeBytes.toLocaleString('en-US')} bytes (${r.message.wireBytes.toLocaleString('en-US')} on the wire)${pad}${att}`);
+    const att = r.message.attachments?.length ? `, ${r.message.attachments.map((a) => `${a.filename} (${a.contentType}, ${groupDigits(a.bytes)} bytes)`).join(', ')}` : '';
+    const pad = r.message.paddingBytes ? `, padded by ${groupDigits(r.message.paddingBytes)} bytes` : '';
+    lines.push(`  message: ${r.message.source}, ${groupDigits(r.sizeBytes)} bytes (${groupDigits(r.message.wireBytes)} on the wire)${pad}${att}`);
   }
   if (r.bodyBytesWritten !== undefined) {
     const ms = r.stages.body;
     const rate = r.outcome === 'delivered' && ms && ms > 0 ? `, ${((r.sizeBytes / ms) * 1000 / 1e6).toFixed(1)} MB/s` : '';
-    lines.push(`  body: ${r.bodyBytesWritten.toLocaleString('en-US')} bytes accepted by the kernel${rate}`);
+    lines.push(`  body: ${groupDigits(r.bodyBytesWritten)} bytes accepted by the kernel${rate}`);
   }
   if (r.reply) lines.push(`  last reply: ${r.reply.code}${r.reply.enhanced ? ` ${r.reply.enhanced}` : ''} ${r.reply.text.split('\n')[0]!.replace(/^\d\.\d+\.\d+\s*/, '')}`);
   lines.push(...tcpLines(r));
@@ -50,8 +50,8 @@ function tcpLines(r: ProbeResult): string[] {
   if (r.tcp) {
     const t = r.tcp;
     const parts: string[] = [];
-    if (t.bytesAcked !== undefined) parts.push(`acked ${t.bytesAcked.toLocaleString('en-US')}`);
-    if (t.bytesSent !== undefined) parts.push(`sent ${t.bytesSent.toLocaleString('en-US')}`);
+    if (t.bytesAcked !== undefined) parts.push(`acked ${groupDigits(t.bytesAcked)}`);
+    if (t.bytesSent !== undefined) parts.push(`sent ${groupDigits(t.bytesSent)}`);
     if (t.unacked !== undefined) parts.push(`unacked ${t.unacked}`);
     if (t.retrans !== undefined) parts.push(`retrans ${t.retrans}/${t.retransTotal ?? '?'}`);
     if (t.sndWnd !== undefined) parts.push(`snd_wnd ${t.sndWnd}`);

@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_TIMEOUTS, QUIT_POINTS, type ProbeResult, type ProbeSpec, type QuitPoint, type Timeouts } from '../model.js';
 import { probe, validateSpec, AbortError, ProbeInputError, type ProbeOptions } from '../probe/index.js';
 import { composedMessage, fileMessage, MessageError, parseHeaderArg, type MessageSource } from '../probe/message.js';
-import { startCapture, type CaptureSession } from '../probe/capture.js';
+import type { CaptureSession } from '../probe/capture.js';
 import { stallWindowConflicts } from '../timeouts.js';
 import { formatDuration } from '../units.js';
 import { CliError, EXIT } from './exit.js';
@@ -318,6 +318,7 @@ async function runProbeCommand(f: ProbeFlags, sizeGiven: boolean): Promise<numbe
   let capture: CaptureSession | undefined;
   if (spec.captureDir) {
     try {
+      const { startCapture } = await import('../probe/capture.js');
       capture = await startCapture({ dir: spec.captureDir, filter: `tcp port ${spec.path.relay?.port ?? spec.target.port}` });
     } catch (e) {
       throw new CliError(`--capture: ${(e as Error).message}`, EXIT.ENV);

@@ -10,7 +10,6 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
-import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { ProbeResult, ProbeSpec, QuitPoint, RecipientResult, SmtpReply, Stage, TargetSpec, TcpSnapshot, TlsInfo, TlsMode, TranscriptLine } from '../model.js';
 import { classify, inWords, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
@@ -692,6 +691,8 @@ class Transaction {
   }
 
   private async startTls(servername: string | undefined): Promise<void> {
+    // imported on first use, before the socket is detached: a plain-text probe never loads TLS (bench/startup.mjs)
+    const { default: tls } = await import('node:tls');
     const raw = this.sock!;
     this.detach(raw);
     const ts = tls.connect({

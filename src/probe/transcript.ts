@@ -4,6 +4,7 @@
  * passes the shown form), and the message is elided to its first and last lines and its byte count.
  */
 import type { SmtpReply, TranscriptLine } from '../model.js';
+import { groupDigits } from '../units.js';
 
 const HEAD_BYTES = 4096;
 const TAIL_BYTES = 1024;
@@ -37,7 +38,7 @@ export class BodyPeek {
     }
     const first = splitLines(head).slice(0, BODY_FIRST_LINES);
     const last = splitLines(this.tail.toString('latin1')).slice(-BODY_LAST_LINES);
-    return [...first, `[… message elided: ${this.bytes.toLocaleString('en-US')} bytes on the wire …]`, ...last];
+    return [...first, `[… message elided: ${groupDigits(this.bytes)} bytes on the wire …]`, ...last];
   }
 }
 
