@@ -29,6 +29,7 @@ export interface RunFlags {
   quiet?: boolean;
   force?: boolean;
   report?: string;
+  transcript?: boolean;
 }
 
 /** A comma-separated list flag: `--sizes 1KiB,64KiB`. */
@@ -107,6 +108,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'no progress on stderr')
     .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises; --resume: append to a file another plan wrote')
     .option('--report <file.html>', REPORT_OPTION_HELP)
+    .option('--transcript', "record each probe's SMTP conversation in its result line (AUTH masked, message elided); `compare FILE --report` shows it per probe")
     .addHelpText('after', HELP_AFTER)
     .action(async (profile: string, flags: RunFlags, cmd: Command) => {
       setExitCode(cmd, await runCommand(profile, flags));
@@ -122,7 +124,8 @@ async function loadPlan(profile: string, f: RunFlags): Promise<Plan> {
     if (f.repeat !== undefined) o.repeat = f.repeat;
     if (f.concurrency !== undefined) o.concurrency = f.concurrency;
     if (f.seed !== undefined) o.seed = f.seed;
-    return Object.keys(o).length ? applyOverrides(plan, o) : plan;
+    const next = Object.keys(o).length ? applyOverrides(plan, o) : plan;
+    return f.transcript ? { ...next, transcript: true } : next;
   } catch (err) {
     if (err instanceof ProfileError) throw new CliError(err.message, EXIT.USAGE);
     throw err;
@@ -169,6 +172,7 @@ export function resumeCommand(profile: string, f: RunFlags, out: string): string
   if (f.seed !== undefined) args.push('--seed', String(f.seed));
   if (f.concurrency !== undefined) args.push('--concurrency', String(f.concurrency));
   if (f.force) args.push('--force');
+  if (f.transcript) args.push('--transcript');
   args.push('--resume', out);
   return args.map(shellWord).join(' ');
 }

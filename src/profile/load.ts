@@ -288,11 +288,11 @@ function canonical(value: unknown): unknown {
 
 /** First 16 hex chars of sha256 over the canonical (sorted-keys) JSON of the plan without `source`/`profileHash`. */
 /**
- * What `--resume` compares: the plan without where it came from and without `concurrency`, which changes how
- * fast the probes run, not which probes or what they send (resuming at another concurrency is the same plan).
+ * What `--resume` compares: the plan without where it came from, and without `concurrency` and `transcript`,
+ * which change how fast the probes run and what is recorded, not which probes or what they send.
  */
 export function computeProfileHash(plan: Plan): string {
-  const { source: _source, profileHash: _hash, concurrency: _concurrency, ...rest } = plan;
+  const { source: _source, profileHash: _hash, concurrency: _concurrency, transcript: _transcript, ...rest } = plan;
   return createHash('sha256').update(JSON.stringify(canonical(rest))).digest('hex').slice(0, 16);
 }
 

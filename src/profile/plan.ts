@@ -40,4 +40,6 @@ export interface Plan {
   thresholds?: Threshold[];
   tcpSnapshotMinBytes?: number;
   captureDir?: string;
+  /** Record each probe's SMTP conversation in its result (`mxprobe run --transcript`); not part of the profile hash. */
+  transcript?: boolean;
 }

@@ -14,6 +14,7 @@ import { formatP, formatPct } from '../analyze/stats.js';
 import type { CellComparison, CellVerdict, ThresholdResult, VerifyResult } from '../analyze/verify.js';
 import { STAGES, type Finding, type ProbeResult, type Stage } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
+import { transcriptDetails } from './transcript.js';
 
 /** What `verify` adds to a report: the baseline comparison per cell and the thresholds. */
 export interface ReportVerify {
@@ -566,7 +567,7 @@ function renderRaw(results: readonly ProbeResult[]): string {
     tds.push(num(r.tcp?.retransTotal, r.tcp?.retransTotal !== undefined ? String(r.tcp.retransTotal) : ''));
     tds.push(`<td>${esc(r.reply ? `${r.reply.code}${r.reply.enhanced ? ` ${r.reply.enhanced}` : ''} ${r.reply.text}`.trim() : '')}</td>`);
     tds.push(`<td>${esc(r.error ? `${r.error.code}: ${r.error.message}` : '')}</td>`);
-    tds.push(`<td class="mono">${esc(r.probeId)}</td>`);
+    tds.push(`<td class="mono">${esc(r.probeId)}${transcriptDetails(r)}</td>`);
     return (
       `<tr data-path="${esc(r.path)}" data-target="${esc(r.target)}" data-size="${r.sizeBytes}" data-size-label="${esc(formatSize(r.sizeBytes))}" data-outcome="${esc(r.outcome)}">` +
       `${tds.join('')}</tr>`

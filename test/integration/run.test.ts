@@ -254,6 +254,16 @@ describe('mxprobe run (CLI)', () => {
     expect(doc.cells).toEqual([expect.objectContaining({ path: 'lo2', sizeBytes: 2048, delivered: 1, total: 1 })]);
   });
 
+  it('--transcript records each probe\'s conversation in its line, and does not change the plan hash', async () => {
+    const plain = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--paths', 'lo2', '--out', 'nt.jsonl'], dir);
+    const r = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--paths', 'lo2', '--transcript', '--out', 't.jsonl'], dir);
+    expect([plain.code, r.code]).toEqual([0, 0]);
+    const [line] = readLines(join(dir, 't.jsonl'));
+    expect(line!.transcript!.some((l) => l.dir === '>' && l.text.startsWith('MAIL FROM:'))).toBe(true);
+    expect(readLines(join(dir, 'nt.jsonl'))[0]!.transcript).toBeUndefined();
+    expect(line!.profileHash).toBe(readLines(join(dir, 'nt.jsonl'))[0]!.profileHash);
+  });
+
   it('a bad profile exits 2 with the field named, and an unwritable results file exits 3; nothing is sent', async () => {
     const before = sink.sources.length;
     writeFileSync(join(dir, 'bad.yaml'), profileYaml(sink.port).replace('localAddress: 127.0.0.2', 'localAddress: 127.0.0.300'));
