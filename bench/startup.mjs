@@ -2,6 +2,7 @@
 // the same run on the same machine. mxprobe's goal (issue 16): ≤ 1.3× `node -e 0`. Prints figures; never fails.
 //
 //   npm run build && node bench/startup.mjs [runs]      (Postfix's smtp-sink and swaks: apt-get install postfix swaks)
+//   MXPROBE_BEFORE=/path/to/old/bin/mxprobe.js node bench/startup.mjs   adds the same probe with another build
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +52,7 @@ try {
     ['mxprobe --version', node, [BIN, '--version']],
     ['mxprobe probe --size 1KiB', node, [BIN, ...probeArgs]],
   ];
+  if (process.env.MXPROBE_BEFORE) cmds.push(['  (before: MXPROBE_BEFORE)', node, [process.env.MXPROBE_BEFORE, ...probeArgs]]);
   const swaks = which('swaks');
   if (swaks) cmds.push(['swaks (1 message)', swaks, ['--server', `127.0.0.1:${sink.port}`, '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test', '--silent', '2']]);
   else console.log('(swaks not installed: apt-get install swaks)');
