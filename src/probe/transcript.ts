@@ -55,7 +55,10 @@ export function replyLines(r: SmtpReply): string[] {
   return lines.map((l, i) => `${r.code}${i < lines.length - 1 ? '-' : ' '}${l}`);
 }
 
-/** Render a transcript for a terminal: `  0.42ms > EHLO host`. */
+/** Control characters (what came from the network is untrusted: a reply may carry escape sequences) → U+FFFD. */
+const visible = (s: string): string => s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '\ufffd');
+
+/** Render a transcript for a terminal or a page: `    0.42ms -> EHLO host`, control characters made visible. */
 export function formatTranscript(lines: readonly TranscriptLine[], fmtMs: (ms: number) => string): string[] {
-  return lines.map((l) => `${fmtMs(l.tMs).padStart(9)} ${l.dir === '*' ? '**' : l.dir === '>' ? '->' : '<-'} ${l.text}`);
+  return lines.map((l) => `${fmtMs(l.tMs).padStart(9)} ${l.dir === '*' ? '**' : l.dir === '>' ? '->' : '<-'} ${visible(l.text)}`);
 }

@@ -8,12 +8,9 @@ import { formatMs } from '../units.js';
 import { esc } from './html.js'; // (html.ts imports this file: esc is only used at call time)
 
 
-/** Control characters from the network never reach the page as such: shown as U+FFFD. */
-const visible = (s: string): string => s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '\ufffd');
-
 export function transcriptDetails(r: Pick<ProbeResult, 'transcript'>): string {
   if (!r.transcript?.length) return '';
-  const text = formatTranscript(r.transcript, formatMs).map((l) => esc(visible(l))).join('\n');
+  const text = formatTranscript(r.transcript, formatMs).map((l) => esc(l)).join('\n');
   return (
     `<details class="transcript"><summary>transcript (${r.transcript.length} lines)</summary>` +
     `<pre style="white-space:pre;font-size:11px;max-height:30em;overflow:auto;text-align:left">${text}</pre></details>`
