@@ -54,6 +54,9 @@ Start here:
   mxprobe probe --host H --from A --to B --size 1MiB     one instrumented transaction (swaks habit)
   mxprobe run profiles/lb-vs-direct.yaml                  paths x sizes, interleaved, then the table
 
+Units: durations 500ms, 10s, 2m, 1h (a bare number is seconds, in flags and profiles alike);
+       sizes 512, 64KiB, 1MiB (powers of 1024), 1.5MB (powers of 1000).
+
 Exit codes: 0 clean, 1 findings / not delivered, 2 bad usage or input, 3 environment error,
             99 verify threshold failed, 130 interrupted.`,
   );
