@@ -1,14 +1,12 @@
 /**
  * Terminal rendering of one probe: a head line, a line per stage as each ends, the transcript when asked for,
- * then the details and the outcome line last. `renderProbe` is the same text at once, from a finished result.
+ * then the details and the outcome line last.
  */
 import type { ProbeResult, ProbeSpec, Stage, TranscriptLine } from '../model.js';
 import { redactProxy, type ProbeOptions } from '../probe/index.js';
 import { targetLabel } from '../probe/session.js';
 import { formatTranscript } from '../probe/transcript.js';
 import { formatMs, formatSize, groupDigits } from '../units.js';
-
-const STAGE_ORDER: Stage[] = ['dns', 'connect', 'tls', 'greeting', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'body', 'dataAck', 'quit'];
 
 interface Head { probeId: string; target: string; path: string; proxy?: string; sizeBytes: number }
 
@@ -72,13 +70,6 @@ function outcomeLine(r: ProbeResult): string {
   if (r.outcome === 'aborted') return `✗ aborted in ${r.stage ?? '?'} after ${formatMs(r.durationMs)} (interrupted): the stages above are what was measured`;
   const kind = r.stallKind ? ` (${r.stallKind})` : '';
   return `✗ ${r.outcome}${kind} in ${r.stage ?? '?'} after ${formatMs(r.durationMs)}: ${r.error?.message ?? ''}${r.error?.lastCommand ? ` (last command: ${r.error.lastCommand})` : ''}`;
-}
-
-/** The whole human rendering of a finished result (what the live printer shows, at once, without a transcript). */
-export function renderProbe(r: ProbeResult): string {
-  let out = headLine(r);
-  for (const s of STAGE_ORDER) if (r.stages[s] !== undefined) out += stageLine(s, r.stages[s]!);
-  return out + renderProbeTail(r);
 }
 
 type Writable = { write: (s: string) => unknown };

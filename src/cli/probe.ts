@@ -14,8 +14,6 @@ import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // 
 import { addressArg, collect, durationArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
 import { liveProbePrinter, renderProbeTail } from './probe-render.js';
 
-export { renderProbe } from './probe-render.js';
-
 export interface ProbeFlags {
   host?: string;
   port?: number;
