@@ -32,7 +32,7 @@ export interface ProbeOptions {
   onStageEnd?: (e: { probeId: string; stage: Stage; ms: number; tMs: number }) => void;
   /** Called for every transcript line as it happens (secrets masked, the message elided), whether or not `spec.transcript` records them. */
   onTranscript?: (line: TranscriptLine) => void;
-  /** Send this message instead of the spec's (generated or file): a composed message (`composeMessage`). */
+  /** Send this message instead of the spec's (generated or file): a message the caller made (`composedMessage`, `fileMessage`). */
   message?: MessageSource;
 }
 
