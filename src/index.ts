@@ -3,7 +3,8 @@
  * Nothing here prints, reads process.argv or exits; the CLI (src/cli) is one consumer of this API.
  */
 export * from './model.js';
-export { parseSize, parseDuration, parseRate, formatSize, formatMs, UnitError } from './units.js';
+export { parseSize, parseDuration, parseRate, formatSize, formatMs, formatDuration, UnitError } from './units.js';
+export { stallWindowConflicts } from './timeouts.js';
 export * from './probe/index.js';
 export { tcpSnapshot, tcpInfoAvailable, type SocketTuple } from './probe/tcpinfo.js';
 export { startCapture, CaptureError, type CaptureSession } from './probe/capture.js';

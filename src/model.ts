@@ -33,6 +33,10 @@ export const OUTCOMES = [
   'tls-error',
   'protocol-error',
   'dns-error',
+  /** Ended by the caller (Ctrl-C, the caller's AbortSignal): what was measured until then. Never written by a run. */
+  'aborted',
+  /** Ended on purpose after the stage `quitAfter` names (`mxprobe probe --quit-after rcpt`), every stage so far accepted. */
+  'quit-after',
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
@@ -177,6 +181,33 @@ export interface ProbeSpec {
   dnsServers?: string[];
   /** Send to a real (non-loopback) target even when the probe exceeds the SIZE it advertised (src/probe/guards.ts). */
   force?: boolean;
+  /** Say QUIT after this point instead of going on (swaks' --quit-after): the outcome is then `quit-after`. */
+  quitAfter?: QuitPoint;
+  /** Record the SMTP conversation in `ProbeResult.transcript` (secrets masked, the message elided). */
+  transcript?: boolean;
+}
+
+/** Where `quitAfter` can stop a probe: after that stage (`tls`: after STARTTLS or implicit TLS, where TLS would be). */
+export const QUIT_POINTS = ['connect', 'greeting', 'ehlo', 'tls', 'auth', 'mail', 'rcpt'] as const;
+export type QuitPoint = (typeof QUIT_POINTS)[number];
+
+/** One line of the SMTP conversation: `>` sent, `<` received, `*` an event (TLS up, the message elided). */
+export interface TranscriptLine {
+  /** ms since the probe started. */
+  tMs: number;
+  dir: '>' | '<' | '*';
+  text: string;
+}
+
+/** How the message of a probe was made, when it was not generated: its exact sizes on the wire. */
+export interface MessageInfo {
+  source: 'file' | 'composed';
+  /** Bytes after dot-stuffing (what DATA carries before the final `.CRLF`); `sizeBytes` is before. */
+  wireBytes: number;
+  /** Composed messages padded to `--size`: the bytes of padding added. */
+  paddingBytes?: number;
+  /** Composed messages: the attachments, as sent. */
+  attachments?: Array<{ filename: string; contentType: string; bytes: number }>;
 }
 
 export interface SmtpReply {
@@ -319,6 +350,12 @@ export interface ProbeResult {
   progressFrom?: 'kernel' | 'socket';
   /** Bytes the peer acknowledged per second over the last stage, on a probe that timed out while data still moved. */
   ackedBytesPerSec?: number;
+  /** With outcome `quit-after`: the point the probe was asked to stop at. */
+  quitAfter?: QuitPoint;
+  /** A message read from a file or composed (attachments, headers): how it was sent. Absent for generated probes. */
+  message?: MessageInfo;
+  /** The SMTP conversation, when the spec asked for it (`transcript: true`). */
+  transcript?: TranscriptLine[];
 }
 
 /**

@@ -78,3 +78,28 @@ export function formatMs(ms: number): string {
   const s = Math.round((ms % 60_000) / 1000);
   return `${m}m${String(s).padStart(2, '0')}s`;
 }
+
+/** A duration as a person would type it, exact: 1500 → `1500ms`, 10000 → `10s`, 120000 → `2m`, 3600000 → `1h`. */
+export function formatDuration(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** A byte size that parses back to exactly the same number: 65536 → `64KiB`, 1048576 → `1MiB`, 1500 → `1500`. */
+export function formatSizeExact(bytes: number): string {
+  for (const [unit, n] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= n && bytes % n === 0) return `${bytes / n}${unit}`;
+  }
+  return String(bytes);
+}
+
+/**
+ * 1048576 → `1,048,576`: what `toLocaleString('en-US')` gives for integers, without initialising ICU (about 15 ms
+ * of a one-off probe's start-up: bench/startup.mjs).
+ */
+export function groupDigits(n: number): string {
+  const s = String(Math.trunc(Math.abs(n)));
+  return `${n < 0 ? '-' : ''}${s.replace(/\B(?=(\d{3})+(?!\d))/g, ',')}`;
+}

@@ -1,37 +1,42 @@
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { CliError, EXIT } from './exit.js';
 import { UnitError } from '../units.js';
-import { ProfileError } from '../profile/index.js';
-// Each command lives in its own file and exports `register(program)`; add new ones to COMMANDS.
-import { register as registerProbe } from './probe.js';
-import { register as registerDemo } from './demo.js';
-import { register as registerLab } from './lab.js';
-import { register as registerSchema } from './schema.js';
-import { register as registerRun } from './run.js';
-import { register as registerCompare } from './compare.js';
-import { register as registerVerify } from './verify.js';
-import { register as registerBisect } from './bisect.js';
-import { register as registerServe } from './serve.js';
-import { register as registerSink } from './sink.js';
+import { ProfileError } from '../profile/errors.js';
 
-const COMMANDS: Array<(program: Command) => void> = [
-  registerDemo,
-  registerProbe,
-  registerLab,
-  registerSchema,
-  registerRun,
-  registerCompare,
-  registerVerify,
-  registerBisect,
-  registerSink,
-  registerServe,
-];
+/**
+ * Each command lives in its own file and exports `register(program)`; add new ones here. They are imported
+ * lazily: `mxprobe probe` loads the probe engine and commander, not zod, yaml, smtp-server or prom-client
+ * (start-up time is part of the swaks habit: bench/startup.mjs).
+ */
+type CommandModule = { register: (program: Command) => void };
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  demo: () => import('./demo.js'),
+  probe: () => import('./probe.js'),
+  lab: () => import('./lab.js'),
+  schema: () => import('./schema.js'),
+  run: () => import('./run.js'),
+  compare: () => import('./compare.js'),
+  verify: () => import('./verify.js'),
+  bisect: () => import('./bisect.js'),
+  sink: () => import('./sink.js'),
+  serve: () => import('./serve.js'),
+};
+
+/** Which command modules a command line needs: the named command only; none for a bare --version; else all (help). */
+export function commandsFor(args: readonly string[]): string[] {
+  const first = args.find((a) => !a.startsWith('-'));
+  if (first !== undefined && Object.hasOwn(COMMANDS, first)) return [first];
+  if (first === undefined && args.some((a) => a === '-V' || a === '--version')) return [];
+  return Object.keys(COMMANDS);
+}
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../package.json') as { version: string };
 
-export function buildProgram(): Command {
+/** The commander program with the given commands registered (default: all, in the order of `mxprobe --help`). */
+export async function buildProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
+  const { Command } = await import('commander');
   const program = new Command('mxprobe')
     .version(pkg.version, '-V, --version')
     .description(
@@ -40,7 +45,7 @@ export function buildProgram(): Command {
     )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const reg of COMMANDS) reg(program);
+  for (const mod of await Promise.all(names.map((n) => COMMANDS[n]!()))) mod.register(program);
   program.addHelpText(
     'after',
     `
@@ -48,6 +53,9 @@ Start here:
   npx mxprobe demo                 reproduce a load-balancer stall on loopback and see the verdict
   mxprobe probe --host H --from A --to B --size 1MiB     one instrumented transaction (swaks habit)
   mxprobe run profiles/lb-vs-direct.yaml                  paths x sizes, interleaved, then the table
+
+Units: durations 500ms, 10s, 2m, 1h (a bare number is seconds, in flags and profiles alike);
+       sizes 512, 64KiB, 1MiB (powers of 1024), 1.5MB (powers of 1000).
 
 Exit codes: 0 clean, 1 findings / not delivered, 2 bad usage or input, 3 environment error,
             99 verify threshold failed, 130 interrupted.`,
@@ -72,7 +80,14 @@ function quietOnClosedPipe(): void {
 /** Parse argv and run a command; resolves to the process exit code. Never calls process.exit itself. */
 export async function main(argv: string[]): Promise<number> {
   quietOnClosedPipe();
-  const program = buildProgram();
+  const args = argv.slice(2);
+  // the one command line that needs nothing else: answered before commander is even loaded (bench/startup.mjs)
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+    process.stdout.write(`${pkg.version}\n`);
+    return EXIT.OK;
+  }
+  const { CommanderError } = await import('commander');
+  const program = await buildProgram(commandsFor(args));
   let code: number = EXIT.OK;
   // commands report their exit code through this hook
   program.hook('postAction', (_this, action) => {

@@ -1,17 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import dns from 'node:dns';
 import net from 'node:net';
-import { Command, Option } from 'commander';
-import { DEFAULT_TIMEOUTS, type ProbeResult, type ProbeSpec, type Stage, type Timeouts } from '../model.js';
-import { probe, validateSpec, ProbeInputError } from '../probe/index.js';
-import { startCapture, type CaptureSession } from '../probe/capture.js';
-import { formatMs, formatSize } from '../units.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_TIMEOUTS, QUIT_POINTS, type ProbeResult, type ProbeSpec, type QuitPoint, type Timeouts } from '../model.js';
+import { probe, validateSpec, AbortError, ProbeInputError, type ProbeOptions } from '../probe/index.js';
+import { composedMessage, fileMessage, MessageError, parseHeaderArg, type MessageSource } from '../probe/message.js';
+import type { CaptureSession } from '../probe/capture.js';
+import { stallWindowConflicts } from '../timeouts.js';
+import { formatDuration } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // real-target safety rules (issue 9)
 import { addressArg, collect, durationArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
+import { liveProbePrinter, renderProbeTail } from './probe-render.js';
 
-interface ProbeFlags {
+export interface ProbeFlags {
   host?: string;
   port?: number;
   mx?: string;
@@ -19,6 +22,10 @@ interface ProbeFlags {
   to?: string[];
   size: number;
   message?: string;
+  attach?: Array<{ path: string; contentType?: string }>;
+  header?: Array<[string, string]>;
+  body?: string;
+  quitAfter?: QuitPoint;
   tls: ProbeSpec['target']['tls'];
   insecure?: boolean;
   servername?: string;
@@ -32,15 +39,78 @@ interface ProbeFlags {
   seed?: number;
   pathName: string;
   stall: number;
+  /** `--no-reply DURATION` (commander names a `--no-…` option by what follows `no-`). */
+  reply: number | boolean;
   timeoutConnect: number;
   timeoutCommand: number;
   timeoutData: number;
   timeoutBody: number;
   timeoutDataAck: number;
+  transcript?: boolean;
   capture?: string;
   json?: boolean;
   force?: boolean;
 }
+
+/** A duration flag whose help shows its default as a person types it (`10s`, `5m`), never as milliseconds. */
+function durationOption(flags: string, what: string, defaultMs: number): Option {
+  return new Option(flags, what).argParser(durationArg).default(defaultMs, formatDuration(defaultMs));
+}
+
+/** `--attach FILE` or `--attach FILE:TYPE/SUBTYPE` (the content type; detected from the file name otherwise). */
+function attachArg(v: string, prev: Array<{ path: string; contentType?: string }> | undefined) {
+  const m = /^(.+):([\w.+-]+\/[\w.+-]+)$/.exec(v);
+  return [...(prev ?? []), m ? { path: m[1]!, contentType: m[2]! } : { path: v }];
+}
+
+function headerArg(v: string, prev: Array<[string, string]> | undefined): Array<[string, string]> {
+  try {
+    return [...(prev ?? []), parseHeaderArg(v)];
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+/** Flag names of the deadlines the stall window is checked against (`dns` has no flag: its deadline is fixed). */
+const DEADLINE_FLAGS: Record<string, string> = {
+  dns: 'the DNS deadline (fixed)',
+  connect: '--timeout-connect',
+  command: '--timeout-command',
+  data: '--timeout-data',
+  body: '--timeout-body',
+  dataAck: '--timeout-data-ack',
+};
+
+const HELP_AFTER = `
+Durations take a unit: 500ms, 10s, 2m, 1h; a bare number is seconds (--stall 10 is 10s), as in profiles.
+Sizes: 512, 64KiB, 1MiB (powers of 1024), 1.5MB (powers of 1000).
+
+Examples:
+  mxprobe probe --host mx.example.net --from probe@example.org --to postmaster@example.net --size 1MiB
+  mxprobe probe --mx example.net --from a@example.org --to b@example.net --size 4MiB --local-address 192.0.2.10
+  mxprobe probe --host 127.0.0.1 --port 2525 --tls none --from a@x.test --to b@x.test --size 64KiB --json
+  mxprobe probe --host mx.example.net --from a@example.org --to b@example.net -v --quit-after rcpt
+  mxprobe probe --host mx.example.net --from a@example.org --to b@example.net \\
+      --attach report.pdf --header 'Subject: quarterly' --body 'see attached' --size 2MiB
+
+Each stage line is printed when the stage ends, the outcome line last. --transcript (-v) shows the SMTP
+conversation as it happens (-> sent, <- received, ** events, with the time since the start), AUTH masked and
+the message elided to its first and last lines; with --json it is the result's "transcript" field instead.
+Ctrl-C ends the probe at once, prints what was measured (outcome "aborted") and exits 130.
+
+Messages: generated (default: exact --size, shaped like mail with an attachment); --message FILE (sent as it
+is, dot-stuffed, LF → CRLF; its size is the file's, so --size is refused); or composed with --attach, --header
+and --body (nodemailer's MailComposer), padded to --size with a text part, or as large as it comes out when
+--size is not given. The result records the exact size and the bytes on the wire (field "message").
+
+Real servers (anything but loopback 127.0.0.0/8, ::1 and benchmark 198.18.0.0/15 addresses): the certificate
+is verified (--insecure to skip), a probe larger than the SIZE the server advertises in EHLO is not sent (QUIT
+instead of MAIL: rejected at mail, error ESIZE; --force sends it), and a --message file must carry an
+Auto-Submitted: or X-Mxprobe: header (--force to skip). Generated and composed probes always carry both headers.
+
+Exit codes: 0 delivered (or quit as --quit-after asked), 1 any other outcome, 2 bad usage or input (incl. an
+unresolvable host), 3 environment error (the source address cannot be bound), 130 interrupted.
+Only probe servers you are allowed to send mail to.`;
 
 export function register(program: Command): void {
   program
@@ -56,8 +126,12 @@ export function register(program: Command): void {
     .option('--mx <domain>', 'resolve the MX records of this domain and use them in preference order')
     .requiredOption('--from <address>', 'envelope sender (MAIL FROM); "" for the null sender', addressArg)
     .option('--to <address>', 'recipient (RCPT TO); repeat for several', collect(addressArg.bind(null)))
-    .option('--size <size>', 'exact message size on the wire: 512, 64KiB, 1MiB, 1.5MB', sizeArg, 1024)
+    .addOption(new Option('--size <size>', 'exact message size on the wire: 512, 64KiB, 1MiB, 1.5MB').argParser(sizeArg).default(1024, '1KiB'))
     .option('--message <file.eml>', 'send this message instead of a generated one (dot-stuffed, LF→CRLF)')
+    .option('--attach <file[:type]>', 'compose a message with this attachment (repeatable; content type from the name, or after a colon)', attachArg)
+    .option('--header <"Name: value">', 'compose a message with this header (repeatable; Subject, From, To replace ours)', headerArg)
+    .option('--body <text|@file>', 'compose a message with this text body (@file reads it from a file)')
+    .addOption(new Option('--quit-after <stage>', 'say QUIT after this stage instead of sending the message').choices(QUIT_POINTS))
     .addOption(
       new Option('--tls <mode>', 'none | starttls (opportunistic) | require-starttls | implicit (port 465)')
         .argParser(tlsArg)
@@ -74,34 +148,50 @@ export function register(program: Command): void {
     .option('--ehlo <name>', 'EHLO name (default: this host name)')
     .option('--seed <n>', 'seed of the generated message contents', intArg(0))
     .option('--path-name <name>', 'label of the egress path in the result', 'direct')
-    .option('--stall <duration>', 'stall window: no byte sent or received for this long ends the probe', durationArg, DEFAULT_TIMEOUTS.stallMs)
-    .option('--timeout-connect <duration>', 'connect deadline', durationArg, DEFAULT_TIMEOUTS.connectMs)
-    .option('--timeout-command <duration>', 'deadline of each command reply', durationArg, DEFAULT_TIMEOUTS.commandMs)
-    .option('--timeout-data <duration>', 'DATA → 354 deadline', durationArg, DEFAULT_TIMEOUTS.dataMs)
-    .option('--timeout-body <duration>', 'body transfer deadline', durationArg, DEFAULT_TIMEOUTS.bodyMs)
-    .option('--timeout-data-ack <duration>', 'final reply deadline', durationArg, DEFAULT_TIMEOUTS.dataAckMs)
+    .addOption(durationOption('--stall <duration>', 'stall window: the network moves nothing of what is outstanding for this long → stalled', DEFAULT_TIMEOUTS.stallMs))
+    .addOption(durationOption('--no-reply <duration>', 'everything sent was acknowledged and no reply came for this long → stalled (no-reply)', DEFAULT_TIMEOUTS.noReplyMs))
+    .addOption(durationOption('--timeout-connect <duration>', 'connect deadline', DEFAULT_TIMEOUTS.connectMs))
+    .addOption(durationOption('--timeout-command <duration>', 'deadline of each command reply', DEFAULT_TIMEOUTS.commandMs))
+    .addOption(durationOption('--timeout-data <duration>', 'DATA → 354 deadline', DEFAULT_TIMEOUTS.dataMs))
+    .addOption(durationOption('--timeout-body <duration>', 'body transfer deadline', DEFAULT_TIMEOUTS.bodyMs))
+    .addOption(durationOption('--timeout-data-ack <duration>', 'final reply deadline', DEFAULT_TIMEOUTS.dataAckMs))
+    .option('-v, --transcript', 'show the SMTP conversation (with --json: record it in the result)')
     .option('--capture <dir>', 'write a pcap of a stalled connection into DIR (needs tcpdump and root/CAP_NET_RAW)')
     .option('--json', 'print the ProbeResult as JSON on stdout')
     .option('--force', 'real (non-loopback) servers: send even above the SIZE the server advertises, or a --message without a test header')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  mxprobe probe --host mx.example.net --from probe@example.org --to postmaster@example.net --size 1MiB
-  mxprobe probe --mx example.net --from a@example.org --to b@example.net --size 4MiB --local-address 192.0.2.10
-  mxprobe probe --host 127.0.0.1 --port 2525 --tls none --from a@x.test --to b@x.test --size 64KiB --json
-
-Real servers (anything but loopback 127.0.0.0/8, ::1 and benchmark 198.18.0.0/15 addresses): the certificate
-is verified (--insecure to skip), a probe larger than the SIZE the server advertises in EHLO is not sent (QUIT
-instead of MAIL: rejected at mail, error ESIZE; --force sends it), and a --message file must carry an
-Auto-Submitted: or X-Mxprobe: header (--force to skip). Generated probes always carry both headers.
-
-Exit codes: 0 delivered, 1 any other outcome, 2 bad usage or input (incl. an unresolvable host), 3 environment
-error (the source address cannot be bound). Only probe servers you are allowed to send mail to.`,
-    )
+    .addHelpText('after', HELP_AFTER)
     .action(async (flags: ProbeFlags, cmd: Command) => {
-      setExitCode(cmd, await runProbeCommand(flags));
+      setExitCode(cmd, await runProbeCommand(flags, cmd.getOptionValueSource('size') === 'cli'));
     });
+}
+
+/** The Timeouts the flags give; refuses a stall window that does not fit below every deadline (the profile loader's rule). */
+export function timeoutsFrom(f: ProbeFlags): Timeouts {
+  const timeouts: Timeouts = {
+    dnsMs: DEFAULT_TIMEOUTS.dnsMs,
+    connectMs: f.timeoutConnect,
+    commandMs: f.timeoutCommand,
+    dataMs: f.timeoutData,
+    bodyMs: f.timeoutBody,
+    dataAckMs: f.timeoutDataAck,
+    stallMs: f.stall,
+    noReplyMs: typeof f.reply === 'number' ? f.reply : DEFAULT_TIMEOUTS.noReplyMs,
+  };
+  if (!(f.stall > 0)) throw new CliError('--stall must be greater than 0');
+  if (!(timeouts.noReplyMs > 0)) throw new CliError('--no-reply must be greater than 0');
+  const conflicts = stallWindowConflicts(timeouts);
+  if (conflicts.length) {
+    const named = conflicts.map((c) => `${DEADLINE_FLAGS[c.key]} is ${formatDuration(c.ms)}${c.key !== 'dns' && c.ms === DEFAULT_TIMEOUTS[c.field] ? ' (the default)' : ''}`);
+    throw new CliError(`--stall ${formatDuration(f.stall)} must be shorter than every stage deadline, but ${named.join(', ')}: lower --stall or raise the deadline`);
+  }
+  return timeouts;
+}
+
+/** Which message the flags ask for; refuses combinations that would silently ignore one of them. */
+function checkMessageFlags(f: ProbeFlags, sizeGiven: boolean): void {
+  const composing = !!(f.attach?.length || f.header?.length || f.body !== undefined);
+  if (f.message && sizeGiven) throw new CliError(`--size and --message cannot be combined: a --message file is sent as it is (its size is the file's)`);
+  if (f.message && composing) throw new CliError('--message sends a file as it is: --attach, --header and --body compose a new message instead; give one or the other');
 }
 
 function buildSpec(f: ProbeFlags): ProbeSpec {
@@ -112,17 +202,7 @@ function buildSpec(f: ProbeFlags): ProbeSpec {
   if ((f.authUser === undefined) !== (f.authPassEnv === undefined)) {
     throw new CliError('AUTH needs both --auth-user and --auth-pass-env (the NAME of the variable holding the secret)');
   }
-  const timeouts: Timeouts = {
-    dnsMs: DEFAULT_TIMEOUTS.dnsMs,
-    connectMs: f.timeoutConnect,
-    commandMs: f.timeoutCommand,
-    dataMs: f.timeoutData,
-    bodyMs: f.timeoutBody,
-    dataAckMs: f.timeoutDataAck,
-    stallMs: f.stall,
-    noReplyMs: DEFAULT_TIMEOUTS.noReplyMs,
-  };
-  if (!(f.stall > 0)) throw new CliError('--stall must be greater than 0');
+  const timeouts = timeoutsFrom(f);
   const port = f.port ?? (f.tls === 'implicit' ? 465 : 25);
   const spec: ProbeSpec = {
     probeId: `p-${randomBytes(4).toString('hex')}`,
@@ -142,6 +222,8 @@ function buildSpec(f: ProbeFlags): ProbeSpec {
   if (f.message) spec.messageFile = f.message;
   if (f.capture) spec.captureDir = f.capture;
   if (f.force) spec.force = true; // real-target guard override (guards.ts)
+  if (f.quitAfter) spec.quitAfter = f.quitAfter;
+  if (f.transcript && f.json) spec.transcript = true;
   if (f.authUser !== undefined) {
     spec.auth = { user: f.authUser, passEnv: f.authPassEnv! };
     if (f.authMethod) spec.auth.method = f.authMethod;
@@ -149,10 +231,39 @@ function buildSpec(f: ProbeFlags): ProbeSpec {
   return spec;
 }
 
-async function runProbeCommand(f: ProbeFlags): Promise<number> {
-  const spec = buildSpec(f);
+/** The message a file or the compose flags make, read before anything is sent (undefined: a generated one). */
+async function messageFor(f: ProbeFlags, spec: ProbeSpec, sizeGiven: boolean): Promise<MessageSource | undefined> {
   try {
-    validateSpec(spec);
+    if (f.message) return await fileMessage(f.message);
+    if (!(f.attach?.length || f.header?.length || f.body !== undefined)) return undefined;
+    let body = f.body;
+    if (body?.startsWith('@')) {
+      const { readFile } = await import('node:fs/promises');
+      body = await readFile(body.slice(1), 'utf8').catch((e: NodeJS.ErrnoException) => {
+        throw new MessageError(`cannot read --body file ${body!.slice(1)}: ${e.code ?? String(e)}`);
+      });
+    }
+    return await composedMessage({
+      probeId: spec.probeId,
+      seed: spec.seed,
+      from: spec.envelope.from,
+      to: spec.envelope.to,
+      ...(f.header ? { headers: f.header } : {}),
+      ...(body !== undefined ? { body } : {}),
+      ...(f.attach ? { attachments: f.attach } : {}),
+      ...(sizeGiven ? { sizeBytes: f.size } : {}),
+    });
+  } catch (e) {
+    if (e instanceof MessageError) throw new CliError(e.message, EXIT.USAGE);
+    throw e;
+  }
+}
+
+/** What can be refused before anything is sent: the spec, an unresolvable host, a replayed message without a test header. */
+async function preflight(spec: ProbeSpec, message: MessageSource | undefined, force: boolean): Promise<void> {
+  try {
+    // the generator's minimum size does not apply to a file or composed message: it has its own size
+    validateSpec(message ? { ...spec, messageFile: spec.messageFile ?? '(composed)' } : spec);
   } catch (e) {
     throw new CliError((e as Error).message, EXIT.USAGE);
   }
@@ -166,7 +277,7 @@ async function runProbeCommand(f: ProbeFlags): Promise<number> {
     }
   }
   // real-target safety (src/probe/guards.ts): a replayed message must say it is a test
-  if (spec.messageFile && !f.force && (await classifyTargets([spec.target], [spec.path]))[0]!.real) {
+  if (spec.messageFile && !force && (await classifyTargets([spec.target], [spec.path]))[0]!.real) {
     const ok = await messageFileIdentifies(spec.messageFile).catch(() => true); // unreadable: the engine reports it
     if (!ok) {
       throw new CliError(
@@ -176,27 +287,64 @@ async function runProbeCommand(f: ProbeFlags): Promise<number> {
       );
     }
   }
+}
+
+/** Ctrl-C aborts the probe (its result is still printed); a second one ends the process at once. */
+function abortOnSignal(): { signal: AbortSignal; release: () => void } {
+  const ac = new AbortController();
+  const onSignal = (): void => {
+    if (ac.signal.aborted) process.exit(EXIT.INTERRUPTED);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: ac.signal,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+async function runProbeCommand(f: ProbeFlags, sizeGiven: boolean): Promise<number> {
+  checkMessageFlags(f, sizeGiven);
+  const spec = buildSpec(f);
+  const message = await messageFor(f, spec, sizeGiven);
+  if (message) spec.sizeBytes = message.sizeBytes;
+  await preflight(spec, message, !!f.force);
   let capture: CaptureSession | undefined;
   if (spec.captureDir) {
     try {
+      const { startCapture } = await import('../probe/capture.js');
       capture = await startCapture({ dir: spec.captureDir, filter: `tcp port ${spec.path.relay?.port ?? spec.target.port}` });
     } catch (e) {
       throw new CliError(`--capture: ${(e as Error).message}`, EXIT.ENV);
     }
   }
-  const live = !f.json && process.stderr.isTTY ? liveStage() : undefined;
+  const live = f.json ? undefined : liveProbePrinter(spec, { out: process.stdout, ticker: process.stderr.isTTY ? process.stderr : undefined, transcript: !!f.transcript });
+  const stop = abortOnSignal();
+  const opts: ProbeOptions = { signal: stop.signal, capture, ...live?.hooks };
+  if (message) opts.message = message;
   let result: ProbeResult;
   try {
-    result = await probe(spec, { onStage: live?.onStage, capture });
+    result = await probe(spec, opts);
   } catch (e) {
-    if (e instanceof ProbeInputError) throw new CliError(e.message, EXIT.USAGE);
-    throw e;
+    if (e instanceof AbortError && e.result) result = e.result;
+    else if (e instanceof ProbeInputError) throw new CliError(e.message, EXIT.USAGE);
+    else throw e;
   } finally {
+    stop.release();
     live?.stop();
     await capture?.stop();
   }
   if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else process.stdout.write(renderProbe(result));
+  else process.stdout.write(renderProbeTail(result));
+  return exitCodeOf(result, spec);
+}
+
+function exitCodeOf(result: ProbeResult, spec: ProbeSpec): number {
+  if (result.outcome === 'aborted') return EXIT.INTERRUPTED;
   if (result.error?.code === 'EADDRNOTAVAIL') {
     process.stderr.write(`mxprobe: cannot bind source address ${spec.path.localAddress}: ${result.error.message}\n`);
     return EXIT.ENV;
@@ -205,72 +353,5 @@ async function runProbeCommand(f: ProbeFlags): Promise<number> {
     process.stderr.write(`mxprobe: ${result.error?.message ?? 'DNS lookup failed'}\n`);
     return EXIT.USAGE;
   }
-  return result.outcome === 'delivered' ? EXIT.OK : EXIT.FINDINGS;
-}
-
-/** A transient "stage… elapsed" line on a TTY so a stall is visible while it happens. */
-function liveStage(): { onStage: (e: { stage: Stage; tMs: number }) => void; stop: () => void } {
-  let stage = '';
-  const t0 = performance.now();
-  let since = t0;
-  const draw = () => {
-    process.stderr.write(`\r\x1b[K  … ${stage.padEnd(9)} ${formatMs(performance.now() - since)}`);
-  };
-  const timer = setInterval(draw, 200);
-  timer.unref();
-  return {
-    onStage: (e) => {
-      stage = e.stage;
-      since = performance.now();
-    },
-    stop: () => {
-      clearInterval(timer);
-      process.stderr.write('\r\x1b[K');
-    },
-  };
-}
-
-const STAGE_ORDER: Stage[] = ['dns', 'connect', 'tls', 'greeting', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'body', 'dataAck', 'quit'];
-
-/** Human rendering of one ProbeResult: a line per stage, then the outcome and the evidence. */
-export function renderProbe(r: ProbeResult): string {
-  const lines: string[] = [];
-  const via = r.proxy ? ` via ${r.proxy}` : '';
-  lines.push(`probe ${r.probeId} → ${r.target}${r.server && r.server !== r.target ? ` (${r.server})` : ''}  path ${r.path}${via}  size ${formatSize(r.sizeBytes)} (${r.sizeBytes.toLocaleString('en-US')} bytes)`);
-  if (r.localAddress) lines.push(`  ${r.localAddress}:${r.localPort} → ${r.remoteAddress}:${r.remotePort}`);
-  for (const s of STAGE_ORDER) {
-    const ms = r.stages[s];
-    if (ms === undefined) continue;
-    let note = '';
-    if (s === 'body' && r.bodyBytesWritten !== undefined) {
-      note = `${r.bodyBytesWritten.toLocaleString('en-US')} bytes accepted by the kernel`;
-      if (r.outcome === 'delivered' && ms > 0) note += `, ${((r.sizeBytes / ms) * 1000 / 1e6).toFixed(1)} MB/s`;
-    }
-    if ((s === 'tls' || s === 'starttls') && r.tls) note = `${r.tls.version} ${r.tls.cipher}${r.tls.authorized ? ', certificate verified' : r.tls.authorizationError ? `, NOT verified: ${r.tls.authorizationError}` : ''}`;
-    const end = r.stage === s && r.outcome !== 'delivered' ? `  ✗ ${r.outcome}` : '';
-    lines.push(`  ${s.padEnd(9)} ${formatMs(ms).padStart(9)}  ${note}${end}`);
-  }
-  if (r.reply) lines.push(`  last reply: ${r.reply.code}${r.reply.enhanced ? ` ${r.reply.enhanced}` : ''} ${r.reply.text.split('\n')[0]!.replace(/^\d\.\d+\.\d+\s*/, '')}`);
-  if (r.outcome === 'delivered') {
-    lines.push(`✓ delivered in ${formatMs(r.durationMs)}`);
-  } else {
-    lines.push(`✗ ${r.outcome} in ${r.stage ?? '?'} after ${formatMs(r.durationMs)}: ${r.error?.message ?? ''}${r.error?.lastCommand ? ` (last command: ${r.error.lastCommand})` : ''}`);
-  }
-  if (r.tcp) {
-    const t = r.tcp;
-    const parts: string[] = [];
-    if (t.bytesAcked !== undefined) parts.push(`acked ${t.bytesAcked.toLocaleString('en-US')}`);
-    if (t.bytesSent !== undefined) parts.push(`sent ${t.bytesSent.toLocaleString('en-US')}`);
-    if (t.unacked !== undefined) parts.push(`unacked ${t.unacked}`);
-    if (t.retrans !== undefined) parts.push(`retrans ${t.retrans}/${t.retransTotal ?? '?'}`);
-    if (t.sndWnd !== undefined) parts.push(`snd_wnd ${t.sndWnd}`);
-    if (t.rttMs !== undefined) parts.push(`rtt ${t.rttMs}ms`);
-    if (t.pmtu !== undefined) parts.push(`pmtu ${t.pmtu}`);
-    lines.push(`  tcp at ${t.at}: ${parts.join(', ')}`);
-  } else if (r.tcpUnavailable && r.outcome !== 'delivered') {
-    lines.push(`  tcp: unavailable (${r.tcpUnavailable})`);
-  }
-  if (r.capture) lines.push(`  capture: ${r.capture}`);
-  if (r.captureError) lines.push(`  capture failed: ${r.captureError}`);
-  return `${lines.join('\n')}\n`;
+  return result.outcome === 'delivered' || result.outcome === 'quit-after' ? EXIT.OK : EXIT.FINDINGS;
 }

@@ -10,7 +10,7 @@ import { evaluateThresholds } from '../analyze/verify.js';
 import type { Outcome, ProbeResult } from '../model.js';
 import { applyOverrides, loadProfile, ProfileError, type Plan, type PlanOverrides } from '../profile/index.js';
 import { createRunEmitter, newRunId, RunError, runPlan, slimResult, type RunSummary } from '../run/index.js';
-import { parseSize } from '../units.js';
+import { formatSizeExact, parseSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { intArg } from './options.js';
@@ -19,7 +19,7 @@ import { renderCellTable } from './render.js';
 import { reportInputFor } from '../report/index.js';
 import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
 
-interface RunFlags {
+export interface RunFlags {
   out?: string;
   resume?: string;
   concurrency?: number;
@@ -31,6 +31,7 @@ interface RunFlags {
   quiet?: boolean;
   force?: boolean;
   report?: string;
+  transcript?: boolean;
 }
 
 /** A comma-separated list flag: `--sizes 1KiB,64KiB`. */
@@ -53,6 +54,7 @@ Examples:
   mxprobe run profiles/lb-vs-direct.yaml
   mxprobe run lb.yaml --sizes 16KiB,64KiB,1MiB --repeat 10 --out results/lb.jsonl
   mxprobe run lb.yaml --resume results/lb.jsonl       # finish an interrupted run (same runId, appends)
+                                                      # (same profile and overrides: another plan is refused)
   mxprobe run lb.yaml --json > summary.json            # machine-readable summary on stdout, progress on stderr
 
 A profile (YAML) in brief — see profiles/ for commented examples, \`mxprobe schema\` for every key:
@@ -110,8 +112,9 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the probe order and message contents (overrides the profile)', intArg(0))
     .option('--json', 'print one JSON summary on stdout at the end (nothing else on stdout)')
     .option('-q, --quiet', 'no progress on stderr')
-    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises')
+    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises; --resume: append to a file another plan wrote')
     .option('--report <file.html>', REPORT_OPTION_HELP)
+    .option('--transcript', "record each probe's SMTP conversation in its result line (AUTH masked, message elided); `compare FILE --report` shows it per probe")
     .addHelpText('after', HELP_AFTER)
     .action(async (profile: string, flags: RunFlags, cmd: Command) => {
       setExitCode(cmd, await runCommand(profile, flags));
@@ -127,7 +130,8 @@ async function loadPlan(profile: string, f: RunFlags): Promise<Plan> {
     if (f.repeat !== undefined) o.repeat = f.repeat;
     if (f.concurrency !== undefined) o.concurrency = f.concurrency;
     if (f.seed !== undefined) o.seed = f.seed;
-    return Object.keys(o).length ? applyOverrides(plan, o) : plan;
+    const next = Object.keys(o).length ? applyOverrides(plan, o) : plan;
+    return f.transcript ? { ...next, transcript: true } : next;
   } catch (err) {
     if (err instanceof ProfileError) throw new CliError(err.message, EXIT.USAGE);
     throw err;
@@ -155,6 +159,28 @@ function describeCounts(c: Partial<Record<Outcome, number>>): string {
     .sort((a, b) => (a[0] === 'delivered' ? -1 : b[0] === 'delivered' ? 1 : b[1] - a[1]))
     .map(([o, n]) => `${n} ${o}`);
   return parts.length ? parts.join(', ') : 'none';
+}
+
+/** A word for a POSIX shell: left as it is when safe, else single-quoted. */
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command that finishes an interrupted run: the same profile with every override it had (so it is the same
+ * plan, which `--resume` checks), `--resume FILE`, and `--force` when the run had it.
+ */
+export function resumeCommand(profile: string, f: RunFlags, out: string): string {
+  const args = ['mxprobe', 'run', profile];
+  if (f.sizes) args.push('--sizes', f.sizes.map(formatSizeExact).join(','));
+  if (f.paths) args.push('--paths', f.paths.join(','));
+  if (f.repeat !== undefined) args.push('--repeat', String(f.repeat));
+  if (f.seed !== undefined) args.push('--seed', String(f.seed));
+  if (f.concurrency !== undefined) args.push('--concurrency', String(f.concurrency));
+  if (f.force) args.push('--force');
+  if (f.transcript) args.push('--transcript');
+  args.push('--resume', out);
+  return args.map(shellWord).join(' ');
 }
 
 function plural(n: number, word: string): string {
@@ -211,6 +237,8 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     summary = await runPlan(plan, {
       out,
       resume: !!f.resume,
+      // --force also lets --resume append to a file another plan wrote (refused otherwise)
+      resumeOtherPlan: !!f.force,
       // a resumed run keeps the runId recorded in its file
       ...(f.resume ? {} : { runId }),
       emitter,
@@ -255,6 +283,8 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
       exitCode: code,
       thresholds,
       cells,
+      // the command that finishes an interrupted run, with its overrides
+      ...(code === EXIT.INTERRUPTED ? { resumeWith: resumeCommand(profile, f, summary.out) } : {}),
     };
     process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
   } else {
@@ -268,7 +298,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     if (summary.interrupted || signals > 0) {
       const lost = summary.dropped ? `; ${plural(summary.dropped, 'probe')} in flight ended by the stop, not recorded` : '';
       lines.push(`interrupted: ${Math.max(0, missing)} of ${summary.total} probes still to run${lost}`);
-      lines.push(`finish with: mxprobe run ${profile} --resume ${summary.out}`);
+      lines.push(`finish with: ${resumeCommand(profile, f, summary.out)}`);
     }
     lines.push(`results: ${summary.out}`);
     lines.push(`next: mxprobe compare ${summary.out}    (names the path and size that stall, with evidence)`);

@@ -67,7 +67,7 @@ export function classify(code: ProbeErrorCode, stage: Stage): Outcome {
     case 'ESIZE':
       return 'rejected';
     case 'EABORTED':
-      return 'timeout';
+      return 'aborted';
   }
 }
 
@@ -92,4 +92,79 @@ export function toProbeError(err: unknown, stage: Stage, lastCommand?: string): 
   if (raw === 'ETIMEDOUT') return mk('ETIMEDOUT');
   if (TLS_CODE.test(raw) || e?.library !== undefined || /SSL|TLS|certificate/i.test(msg)) return mk('ETLS');
   return mk('ECONNRESET', msg || 'connection failed');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors in words, with the fix
+
+/** What the sentence about an error may mention: how TLS was used, the proxy (redacted), the certificate name. */
+export interface ErrorContext {
+  tlsMode?: string;
+  /** Proxy URL with credentials stripped. */
+  proxy?: string;
+  /** The name the certificate was checked against. */
+  servername?: string;
+}
+
+const SELF_SIGNED = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN']);
+const UNTRUSTED = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
+
+/** OpenSSL's `…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/…` → `wrong version number`. */
+export function opensslReason(message: string): string {
+  const m = /SSL routines:[^:]*:([^:]+)(?::|$)/.exec(message);
+  const alert = /SSL alert number (\d+)/.exec(message);
+  return m ? `${m[1]!.trim()}${alert ? ` (TLS alert ${alert[1]})` : ''}` : message;
+}
+
+function causeCode(err: ProbeError): string {
+  const c = err.extra.cause as { code?: unknown } | undefined;
+  return typeof c?.code === 'string' ? c.code : '';
+}
+
+/** A TLS failure as a sentence with what to do about it; undefined when it is not a TLS failure. */
+function tlsInWords(err: ProbeError, ctx: ErrorContext): string | undefined {
+  if (err.code !== 'ETLS') return undefined;
+  const raw = causeCode(err);
+  const detail = opensslReason(err.message);
+  if (raw === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(err.message)) {
+    return err.stage === 'tls'
+      ? 'the server speaks plain SMTP on this port (it answered the TLS handshake in plain text): use --tls starttls (or --tls none)'
+      : 'the server accepted STARTTLS but then answered in plain text, not TLS (OpenSSL: wrong version number)';
+  }
+  if (SELF_SIGNED.has(raw)) {
+    return `the server's certificate is self-signed (${detail}): trust its CA with NODE_EXTRA_CA_CERTS=ca.pem, or skip verification with --insecure`;
+  }
+  if (UNTRUSTED.has(raw)) {
+    return `the server's certificate is issued by a CA this machine does not trust (${detail}): add the CA with NODE_EXTRA_CA_CERTS=ca.pem, or skip verification with --insecure`;
+  }
+  if (raw === 'CERT_HAS_EXPIRED') return `the server's certificate has expired (${detail}): renew it, or probe anyway with --insecure`;
+  if (raw === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    const name = ctx.servername ? `"${ctx.servername}"` : 'the name probed';
+    return `the server's certificate is not issued for ${name} (${detail}): give the name it was issued for with --servername NAME, or --insecure`;
+  }
+  if (/SSL routines/.test(err.message)) return `TLS handshake failed: ${detail}`;
+  return undefined;
+}
+
+/** A failure to reach the target through a proxy is first the proxy's: say so when the message does not. */
+function proxyInWords(err: ProbeError, ctx: ErrorContext): string | undefined {
+  if (!ctx.proxy || err.stage !== 'connect' || /proxy/i.test(err.message)) return undefined;
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return `the proxy ${ctx.proxy} refused the connection (${err.message}): is the proxy running on that port?`;
+    case 'EUNREACHABLE':
+      return `the proxy ${ctx.proxy} is unreachable (${err.message})`;
+    case 'ECONNRESET':
+    case 'ECLOSED':
+      return `the proxy ${ctx.proxy} closed the connection before the target was reached (${err.message})`;
+    case 'ETIMEDOUT':
+      return `${err.message} through the proxy ${ctx.proxy}: the proxy, or the target behind it, did not answer`;
+    default:
+      return undefined;
+  }
+}
+
+/** The message recorded for a failure: a sentence with the fix where one is known, else the error's own message. */
+export function inWords(err: ProbeError, ctx: ErrorContext = {}): string {
+  return tlsInWords(err, ctx) ?? proxyInWords(err, ctx) ?? err.message;
 }

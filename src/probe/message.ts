@@ -18,6 +18,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { mulberry32 } from '../prng.js';
+import type { MessageInfo } from '../model.js';
 
 export class MessageError extends Error {
   override name = 'MessageError';
@@ -32,6 +33,8 @@ export interface MessageSource {
   wireBytes: number;
   /** The message as it goes on the wire (already dot-stuffed), in chunks. Can be iterated more than once. */
   chunks(): AsyncIterable<Buffer> | Iterable<Buffer>;
+  /** How a message that is not generated was made (recorded as `ProbeResult.message`). */
+  info?: MessageInfo;
 }
 
 export interface MessageParams {
@@ -404,11 +407,168 @@ export async function fileMessage(file: string): Promise<MessageSource> {
   return {
     sizeBytes: sizing.messageBytes,
     wireBytes: sizing.wireBytes,
+    info: { source: 'file', wireBytes: sizing.wireBytes },
     async *chunks() {
       const t = new WireTransform();
       for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_BYTES })) yield t.push(chunk as Buffer);
       const tail = t.end();
       if (tail.length) yield tail;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Composed messages: the swaks habit (--attach, --header, --body), built by nodemailer's MailComposer
+
+export interface ComposeParams {
+  probeId: string;
+  seed: number;
+  from: string;
+  to: string[];
+  /** Extra or replacing headers, in order: Subject/From/To replace ours; the rest are added. */
+  headers?: Array<[name: string, value: string]>;
+  /** The text/plain body (default: a line saying this is an mxprobe test). */
+  body?: string;
+  attachments?: Array<{ path: string; contentType?: string }>;
+  /** Pad the message to exactly this many bytes (a text/plain padding part); without it the size is what MailComposer made. */
+  sizeBytes?: number;
+  date?: Date;
+}
+
+/** Headers that are ours: a test message always says it is one (src/probe/guards.ts, the sink's join). */
+const OWN_HEADERS = new Set(['auto-submitted', 'x-mxprobe', 'message-id', 'date', 'mime-version', 'content-type', 'content-transfer-encoding']);
+
+/** `Name: value` → [name, value]; refuses what would break the header block. */
+export function parseHeaderArg(v: string): [string, string] {
+  const m = /^([!-9;-~]+):[ \t]*(.*)$/s.exec(v);
+  if (!m) throw new MessageError(`not a header: "${v}" (expected "Name: value", e.g. "X-Test: yes")`);
+  if (/[\r\n]/.test(m[2]!)) throw new MessageError(`header ${m[1]} contains a line break`);
+  if (OWN_HEADERS.has(m[1]!.toLowerCase())) throw new MessageError(`header ${m[1]} is set by mxprobe and cannot be given`);
+  return [m[1]!, m[2]!];
+}
+
+/**
+ * `x` lines of at most 72 characters, exactly `n` bytes with their CRLFs. Short lines of ASCII are left as they
+ * are by MailComposer (it wraps long 7bit text quoted-printable style past 75 characters), so every byte counts
+ * one for one and the size can be settled exactly.
+ */
+function paddingText(n: number): string {
+  const width = 72;
+  const full = Math.floor(n / (width + 2));
+  const rest = n - full * (width + 2);
+  const last = rest === width + 1 ? `${'x'.repeat(width - 1)}\r\n` : 'x'.repeat(rest);
+  return `${'x'.repeat(width)}\r\n`.repeat(full) + last;
+}
+
+interface ReadAttachment { filename: string; contentType: string; content: Buffer }
+
+async function readAttachments(list: ComposeParams['attachments'] = []): Promise<ReadAttachment[]> {
+  const { detectMimeType } = await import('nodemailer/lib/mime-funcs');
+  const { readFile } = await import('node:fs/promises');
+  const { basename } = await import('node:path');
+  return Promise.all(
+    list.map(async (a) => {
+      const content = await readFile(a.path).catch((e: NodeJS.ErrnoException) => {
+        throw new MessageError(`cannot read attachment ${a.path}: ${e.code ?? String(e)}`);
+      });
+      const filename = basename(a.path);
+      return { filename, content, contentType: a.contentType ?? detectMimeType(filename) };
+    }),
+  );
+}
+
+/** The message with this X-Mxprobe size and `pad` bytes of padding part (undefined: no padding part). */
+async function buildComposed(p: ComposeParams, files: ReadAttachment[], declared: number, pad: number | undefined): Promise<Buffer> {
+  const { default: MailComposer } = await import('nodemailer/lib/mail-composer');
+  const given = new Map((p.headers ?? []).map(([k, v]) => [k.toLowerCase(), v]));
+  const rest = (p.headers ?? []).filter(([k]) => !['subject', 'from', 'to'].includes(k.toLowerCase()));
+  const attachments: Array<{ filename: string; content: Buffer | string; contentType: string; contentTransferEncoding?: string }> =
+    files.map((f) => ({ filename: f.filename, content: f.content, contentType: f.contentType }));
+  // a string of short ASCII lines, sent 7bit: its bytes count one for one, so the size can be settled exactly
+  if (pad !== undefined) attachments.push({ filename: 'mxprobe-padding.txt', content: paddingText(pad), contentType: 'text/plain', contentTransferEncoding: '7bit' });
+  const mail = new MailComposer({
+    from: given.get('from') ?? (p.from === '' ? 'mxprobe <mxprobe@mxprobe.invalid>' : p.from),
+    to: given.get('to') ?? p.to.join(', '),
+    subject: given.get('subject') ?? `mxprobe probe ${p.probeId}`,
+    messageId: `<${p.probeId}.${p.seed >>> 0}@${domainOf(p.from)}>`,
+    date: p.date ?? new Date(),
+    text: p.body ?? `${TEXT_LINE}\r\n`,
+    headers: [
+      ...rest.map(([key, value]) => ({ key, value })),
+      { key: 'Auto-Submitted', value: 'auto-generated' },
+      // no seed: the body is not the generator's, so the sink does not check it against one
+      { key: 'X-Mxprobe', value: `probe=${p.probeId}; size=${declared}; composed` },
+    ],
+    attachments,
+    baseBoundary: `mxprobe${(p.seed >>> 0).toString(16).padStart(8, '0')}`,
+  } as ConstructorParameters<typeof MailComposer>[0] & { baseBoundary: string });
+  return mail.compile().build();
+}
+
+/** Bytes of a built message before dot-stuffing (MailComposer writes CRLF line ends). */
+const messageBytesOf = (b: Buffer): number => {
+  const t = new WireTransform();
+  t.push(b);
+  t.end();
+  return t.messageBytes;
+};
+
+/**
+ * A message made by MailComposer from headers, a body and attachments, with its exact size known: either the
+ * size MailComposer produced (X-Mxprobe states it), or padded to `sizeBytes` with a text/plain padding part.
+ * Throws MessageError when an attachment cannot be read or the composed message does not fit `sizeBytes`.
+ */
+export async function composedMessage(p: ComposeParams): Promise<MessageSource> {
+  const files = await readAttachments(p.attachments);
+  const date = p.date ?? new Date();
+  const q = { ...p, date };
+  let buf: Buffer;
+  let pad: number | undefined;
+  if (p.sizeBytes === undefined) {
+    // the declared size is part of the message: settle it (its digits change the size)
+    let declared = 0;
+    buf = await buildComposed(q, files, declared, undefined);
+    for (let i = 0; i < 4 && messageBytesOf(buf) !== declared; i++) {
+      declared = messageBytesOf(buf);
+      buf = await buildComposed(q, files, declared, undefined);
+    }
+  } else {
+    const want = p.sizeBytes;
+    buf = await buildComposed(q, files, want, undefined);
+    const bare = messageBytesOf(buf);
+    if (bare > want) throw new MessageError(`the composed message is ${bare} bytes, more than --size ${want}: raise the size or leave it out`);
+    if (bare < want) {
+      // the padding part's own headers cost a fixed amount: measure it with one byte, then settle on the exact count
+      buf = await buildComposed(q, files, want, 1);
+      const least = messageBytesOf(buf);
+      if (want < least) {
+        throw new MessageError(`--size ${want}: the composed message is ${bare} bytes and a padding part needs at least ${least - bare} more: give --size ${bare}, at least ${least}, or leave it out`);
+      }
+      pad = 1 + want - least;
+      for (let i = 0; i < 4; i++) {
+        buf = await buildComposed(q, files, want, pad);
+        const diff = want - messageBytesOf(buf);
+        if (diff === 0) break;
+        pad += diff;
+      }
+    }
+  }
+  const sizeBytes = messageBytesOf(buf);
+  if (p.sizeBytes !== undefined && sizeBytes !== p.sizeBytes) throw new MessageError(`could not pad the composed message to exactly ${p.sizeBytes} bytes (got ${sizeBytes})`);
+  const wire = new WireTransform();
+  const stuffed = Buffer.concat([wire.push(buf), wire.end()]);
+  const info: MessageInfo = {
+    source: 'composed',
+    wireBytes: stuffed.length,
+    attachments: files.map((f) => ({ filename: f.filename, contentType: f.contentType, bytes: f.content.length })),
+  };
+  if (pad !== undefined) info.paddingBytes = pad;
+  return {
+    sizeBytes,
+    wireBytes: stuffed.length,
+    info,
+    *chunks() {
+      for (let off = 0; off < stuffed.length; off += CHUNK_BYTES) yield stuffed.subarray(off, off + CHUNK_BYTES);
     },
   };
 }

@@ -10,10 +10,10 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
-import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { Attempt, ProbeResult, ProbeSpec, RecipientResult, ResolvedRecords, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
-import { classify, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
+import type { Attempt, ProbeResult, ProbeSpec, QuitPoint, RecipientResult, ResolvedRecords, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode, TranscriptLine } from '../model.js';
+import { classify, inWords, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
+import { BodyPeek, replyLines } from './transcript.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
 import { formatReply, ReplyParser } from './reply.js';
@@ -30,6 +30,12 @@ export interface ProbeOptions {
   onStage?: (e: { probeId: string; stage: Stage; tMs: number }) => void;
   /** A run-wide capture; a stalled probe's connection is extracted from it into its own pcap. */
   capture?: CaptureSession;
+  /** Called when a stage ends, however it ends (ms: its duration; tMs: since the probe started). */
+  onStageEnd?: (e: { probeId: string; stage: Stage; ms: number; tMs: number }) => void;
+  /** Called for every transcript line as it happens (secrets masked, the message elided), whether or not `spec.transcript` records them. */
+  onTranscript?: (line: TranscriptLine) => void;
+  /** Send this message instead of the spec's (generated or file): a message the caller made (`composedMessage`, `fileMessage`). */
+  message?: MessageSource;
 }
 
 export const DEFAULT_TCP_SNAPSHOT_MIN_BYTES = 64 * 1024;
@@ -38,6 +44,15 @@ export const DEFAULT_TCP_SNAPSHOT_MIN_BYTES = 64 * 1024;
 export class AbortError extends Error {
   override name = 'AbortError';
   readonly code = 'ABORT_ERR';
+  /** What the probe measured until the abort (outcome `aborted`); absent when it was aborted before it started. */
+  result?: ProbeResult;
+}
+
+/** Thrown inside the transaction at the spec's `quitAfter` point; not a failure. */
+class QuitAfter extends Error {
+  constructor(readonly point: QuitPoint) {
+    super(`quit after ${point}`);
+  }
 }
 
 /** Check what can be checked before anything is sent. Throws ProbeInputError. */
@@ -211,7 +226,11 @@ class Transaction {
   }
 
   private endStage(): void {
-    if (this.current && this.current.end === undefined) this.current.end = performance.now();
+    const m = this.current;
+    if (m && m.end === undefined) {
+      m.end = performance.now();
+      this.opts.onStageEnd?.({ probeId: this.spec.probeId, stage: m.stage, ms: m.end - m.start, tMs: this.now() });
+    }
     this.current = undefined;
     clearTimeout(this.deadline);
     this.deadline = undefined;
@@ -327,6 +346,24 @@ class Transaction {
     }
   }
 
+  // ------------------------------------------------------------------------------------------------ transcript
+
+  private readonly transcript: TranscriptLine[] = [];
+
+  private note(dir: TranscriptLine['dir'], text: string): void {
+    if (!this.spec.transcript && !this.opts.onTranscript) return;
+    const line: TranscriptLine = { tMs: this.now(), dir, text };
+    if (this.spec.transcript) this.transcript.push(line);
+    this.opts.onTranscript?.(line);
+  }
+
+  /** Quit here when the spec asks to (`--quit-after`). */
+  private checkpoint(point: QuitPoint): void {
+    if (this.spec.quitAfter === point) throw new QuitAfter(point);
+  }
+
+  private quitAt: QuitPoint | undefined;
+
   // ------------------------------------------------------------------------------------------------ socket I/O
 
   private readonly onData = (chunk: Buffer) => {
@@ -341,6 +378,7 @@ class Transaction {
       return;
     }
     for (const r of replies) {
+      for (const l of replyLines(r)) this.note('<', l);
       this.lastReply = r;
       if (this.replyWaiter) {
         const w = this.replyWaiter;
@@ -393,6 +431,7 @@ class Transaction {
 
   private async command(line: string, shown?: string): Promise<SmtpReply> {
     this.lastCommand = shown ?? line;
+    this.note('>', shown ?? line);
     this.write(`${line}\r\n`);
     return this.readReply();
   }
@@ -417,9 +456,9 @@ class Transaction {
     signal?.addEventListener('abort', onAbort, { once: true });
     let message: MessageSource;
     try {
-      message = spec.messageFile
+      message = this.opts.message ?? (spec.messageFile
         ? await fileMessage(spec.messageFile)
-        : generatedMessage({ probeId: spec.probeId, sizeBytes: spec.sizeBytes, seed: spec.seed, from: spec.envelope.from, to: spec.envelope.to });
+        : generatedMessage({ probeId: spec.probeId, sizeBytes: spec.sizeBytes, seed: spec.seed, from: spec.envelope.from, to: spec.envelope.to }));
     } catch (e) {
       signal?.removeEventListener('abort', onAbort);
       throw new ProbeInputError(e instanceof MessageError ? e.message : String(e));
@@ -429,7 +468,10 @@ class Transaction {
       await this.transact(message);
       delivered = true;
     } catch (e) {
-      if (e instanceof ProbeError && (e.code === 'EREJECTED' || e.code === 'ESIZE') && !this.failure) {
+      if (e instanceof QuitAfter && !this.failure) {
+        this.quitAt = e.point;
+        this.endStage();
+      } else if (e instanceof ProbeError && (e.code === 'EREJECTED' || e.code === 'ESIZE') && !this.failure) {
         // a rejection is an answer, not a broken connection: keep the socket to say QUIT
         this.failure = e;
         this.endStage();
@@ -439,13 +481,18 @@ class Transaction {
     }
     // a stall or a deadline owns the socket until its evidence is read; wait for it to finish
     if (this.evidence) await this.evidence;
-    if (delivered || this.failure?.code === 'EREJECTED' || this.failure?.code === 'ESIZE') await this.quit();
+    const polite = delivered || (this.quitAt !== undefined && this.quitAt !== 'connect') || this.failure?.code === 'EREJECTED' || this.failure?.code === 'ESIZE';
+    if (polite) await this.quit();
     this.finishing = true;
     this.watchdog.stop();
     this.endStage();
     this.destroy();
     signal?.removeEventListener('abort', onAbort);
-    if (this.failure?.code === 'EABORTED') throw new AbortError('aborted');
+    if (this.failure?.code === 'EABORTED') {
+      const aborted = new AbortError('aborted');
+      aborted.result = this.result(message);
+      throw aborted;
+    }
     return this.result(message);
   }
 
@@ -463,6 +510,7 @@ class Transaction {
     const mailParams = sizeCap ? ` SIZE=${message.sizeBytes}` : '';
     const mr = await this.command(`MAIL FROM:<${spec.envelope.from}>${mailParams}`);
     if (mr.code < 200 || mr.code >= 300) this.reject('mail', mr);
+    this.checkpoint('mail');
 
     // ---- RCPT TO (each)
     this.begin('rcpt');
@@ -478,6 +526,7 @@ class Transaction {
       if (rr.code >= 200 && rr.code < 300) accepted++;
     }
     if (accepted === 0) this.reject('rcpt', lastRcpt!);
+    this.checkpoint('rcpt');
 
     // ---- DATA
     this.begin('data');
@@ -491,7 +540,9 @@ class Transaction {
     this.begin('body');
     this.lastCommand = '<message body>';
     this.bodyBytesWritten = 0;
-    await this.sendBody(message);
+    const peek = this.spec.transcript || this.opts.onTranscript ? new BodyPeek() : undefined;
+    await this.sendBody(message, peek);
+    for (const l of peek?.lines() ?? []) this.note('>', l);
     if (this.replies.length) {
       // the server answered before the body was complete (early 5xx / 421)
       const early = this.replies.shift()!;
@@ -503,6 +554,7 @@ class Transaction {
     // ---- final dot → reply
     this.begin('dataAck');
     this.lastCommand = '.';
+    this.note('>', '.');
     this.write('.\r\n');
     const fr = await this.readReply();
     if (fr.code < 200 || fr.code >= 300) this.reject('dataAck', fr);
@@ -580,6 +632,7 @@ class Transaction {
         await this.session(ep);
         return;
       } catch (e) {
+        if (e instanceof QuitAfter) throw e; // the user's stop, not the endpoint's failure
         if (this.evidence) await this.evidence;
         const pe = this.failure ?? toProbeError(e, this.current?.stage ?? 'connect', this.lastCommand);
         if (ep.last || this.fallback() === 'none' || !worthNextEndpoint(pe, this.lastReply)) throw e;
@@ -651,6 +704,9 @@ class Transaction {
       remoteAddress: sock.remoteAddress ?? '',
       remotePort: sock.remotePort ?? 0,
     };
+    this.note('*', `connected to ${this.tuple.remoteAddress}:${this.tuple.remotePort} from ${this.tuple.localAddress}:${this.tuple.localPort}${spec.path.proxy ? ` via ${redactProxy(spec.path.proxy)}` : ''}`);
+    this.endStage();
+    this.checkpoint('connect');
     const servername = spec.servername ?? (this.server && !net.isIP(this.server) ? this.server : undefined);
 
     // ---- implicit TLS
@@ -665,11 +721,13 @@ class Transaction {
     this.begin('greeting');
     const greet = await this.readReply();
     if (greet.code !== 220) this.reject('greeting', greet);
+    this.checkpoint('greeting');
 
     // ---- EHLO
     const ehloName = spec.ehloName ?? (HOSTNAME ??= os.hostname());
     this.begin('ehlo');
     await this.ehlo(ehloName);
+    this.checkpoint('ehlo');
 
     // ---- STARTTLS
     if (tlsMode === 'starttls' || tlsMode === 'require-starttls') {
@@ -692,12 +750,14 @@ class Transaction {
         }
       }
     }
+    this.checkpoint('tls');
 
     // ---- AUTH
     if (spec.auth) {
       this.begin('auth');
       await this.auth();
     }
+    this.checkpoint('auth');
   }
 
   /** The previous failure promise is settled; make a fresh one (used when moving on to the next MX host). */
@@ -719,6 +779,8 @@ class Transaction {
   }
 
   private async startTls(servername: string | undefined): Promise<void> {
+    // imported on first use, before the socket is detached: a plain-text probe never loads TLS (bench/startup.mjs)
+    const { default: tls } = await import('node:tls');
     const raw = this.sock!;
     this.detach(raw);
     const ts = tls.connect({
@@ -747,6 +809,7 @@ class Transaction {
     if (cn) this.tlsInfo.peerName = Array.isArray(cn) ? cn[0] : cn;
     this.attach(ts);
     this.progress();
+    this.note('*', `TLS ${this.tlsInfo.version} ${this.tlsInfo.cipher}${ts.authorized ? ', certificate verified' : ', certificate NOT verified'}`);
   }
 
   private async auth(): Promise<void> {
@@ -772,7 +835,7 @@ class Transaction {
    * own small segment and hide a PMTU blackhole from the smallest probes. Gathering (not concatenating) keeps the
    * generator's zero-copy slices zero-copy. Write callbacks count what the kernel accepted.
    */
-  private async sendBody(message: MessageSource): Promise<void> {
+  private async sendBody(message: MessageSource, peek?: BodyPeek): Promise<void> {
     const sock = this.sock!;
     let last: Promise<void> = Promise.resolve();
     let pending: Buffer[] = [];
@@ -806,6 +869,7 @@ class Transaction {
         if (this.replies.length) return; // early reply: stop sending
         const piece = off === 0 && chunk.length <= CHUNK_BYTES ? chunk : chunk.subarray(off, off + CHUNK_BYTES);
         pending.push(piece);
+        peek?.add(piece);
         pendingLen += piece.length;
         if (pendingLen >= CHUNK_BYTES) await flush();
       }
@@ -851,7 +915,7 @@ class Transaction {
       path: spec.path.name,
       sizeBytes: message.sizeBytes,
       seed: spec.seed,
-      outcome: err ? classify(err.code, err.stage) : 'delivered',
+      outcome: err ? classify(err.code, err.stage) : this.quitAt ? 'quit-after' : 'delivered',
       stages,
       startedAt: this.startedAt,
       durationMs: this.now(),
@@ -862,7 +926,8 @@ class Transaction {
     if (spec.runId) r.runId = spec.runId;
     if (err) {
       r.stage = err.stage;
-      r.error = { code: err.code, message: err.message };
+      const ctx = { tlsMode: spec.path.relay?.tls ?? spec.target.tls, servername: spec.servername ?? this.server, ...(spec.path.proxy ? { proxy: redactProxy(spec.path.proxy) } : {}) };
+      r.error = { code: err.code, message: inWords(err, ctx) };
       if (err.extra.lastCommand ?? this.lastCommand) r.error.lastCommand = err.extra.lastCommand ?? this.lastCommand;
     }
     if (this.bodyBytesWritten !== undefined) r.bodyBytesWritten = this.bodyBytesWritten;
@@ -897,6 +962,9 @@ class Transaction {
     if (this.resolved.mx || this.resolved.addresses || this.resolved.servers) r.resolved = this.resolved;
     if (this.capturePath) r.capture = this.capturePath;
     if (this.captureError) r.captureError = this.captureError;
+    if (this.quitAt && !err) r.quitAfter = this.quitAt;
+    if (message.info) r.message = message.info;
+    if (spec.transcript) r.transcript = this.transcript;
     return r;
   }
 }

@@ -16,7 +16,6 @@
  * which absences mean zero (`zeroFill`); `tcpSnapshot` works that list out from the `ss` and kernel versions
  * (`ssZeroFill`) so that, for example, a closed send window is reported as `sndWnd: 0` and not silently dropped.
  */
-import { execFile } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -298,7 +297,9 @@ export function resolveTool(name: string): string | undefined {
   return undefined;
 }
 
-function run(file: string, args: string[], timeoutMs = SS_TIMEOUT_MS): Promise<{ stdout: string; stderr: string }> {
+async function run(file: string, args: string[], timeoutMs = SS_TIMEOUT_MS): Promise<{ stdout: string; stderr: string }> {
+  // imported on first use: a probe too small for a snapshot never pays for child_process (bench/startup.mjs)
+  const { execFile } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     execFile(
       file,

@@ -16,6 +16,8 @@ import type { ProfileIssue, RawIssue } from './errors.js';
 import { interpolate } from './interpolate.js';
 import type { Env } from './interpolate.js';
 import { FieldError, toInt, toSize, MAX_SEED } from './fields.js';
+import { formatDuration } from '../units.js';
+import { stallWindowConflicts } from '../timeouts.js';
 import { KNOWN_KEYS, ProfileSchema } from './schema.js';
 import type { ProfileOutput } from './schema.js';
 
@@ -163,22 +165,6 @@ function fromZod(issues: readonly z.core.$ZodIssue[], prefix: Seg[] = []): Array
 
 // ------------------------------------------------------------------------------------------ cross-field rules
 
-const STALL_BOUNDED: Array<[string, keyof Timeouts]> = [
-  ['dns', 'dnsMs'],
-  ['connect', 'connectMs'],
-  ['command', 'commandMs'],
-  ['data', 'dataMs'],
-  ['body', 'bodyMs'],
-  ['dataAck', 'dataAckMs'],
-];
-
-/** 1500 → `1500ms`, 10000 → `10s`, 120000 → `2m`. */
-function fmtDuration(ms: number): string {
-  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}
-
 const hostLabel = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
 function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
@@ -252,14 +238,14 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
     stallMs: t.stall ?? DEFAULT_TIMEOUTS.stallMs,
     noReplyMs: t.noReply ?? DEFAULT_TIMEOUTS.noReplyMs,
   };
-  const tooShort = STALL_BOUNDED.filter(([, k]) => timeouts[k] <= timeouts.stallMs);
+  const tooShort = stallWindowConflicts(timeouts);
   if (tooShort.length > 0) {
-    const stallText = `${fmtDuration(timeouts.stallMs)}${t.stall === undefined ? ', the default' : ''}`;
+    const stallText = `${formatDuration(timeouts.stallMs)}${t.stall === undefined ? ', the default' : ''}`;
     issues.push({
-      path: t.stall !== undefined ? ['timeouts', 'stall'] : ['timeouts', tooShort[0]![0]],
+      path: t.stall !== undefined ? ['timeouts', 'stall'] : ['timeouts', tooShort[0]!.key],
       message:
         `the stall window (${stallText}) must be shorter than every stage deadline, but ` +
-        tooShort.map(([n, k]) => `timeouts.${n} is ${fmtDuration(timeouts[k])}`).join(', ') +
+        tooShort.map((c) => `timeouts.${c.key} is ${formatDuration(c.ms)}`).join(', ') +
         '; lower timeouts.stall or raise the deadline',
     });
   }
@@ -307,8 +293,12 @@ function canonical(value: unknown): unknown {
 }
 
 /** First 16 hex chars of sha256 over the canonical (sorted-keys) JSON of the plan without `source`/`profileHash`. */
+/**
+ * What `--resume` compares: the plan without where it came from, and without `concurrency` and `transcript`,
+ * which change how fast the probes run and what is recorded, not which probes or what they send.
+ */
 export function computeProfileHash(plan: Plan): string {
-  const { source: _source, profileHash: _hash, ...rest } = plan;
+  const { source: _source, profileHash: _hash, concurrency: _concurrency, transcript: _transcript, ...rest } = plan;
   return createHash('sha256').update(JSON.stringify(canonical(rest))).digest('hex').slice(0, 16);
 }
 

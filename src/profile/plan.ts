@@ -42,4 +42,6 @@ export interface Plan {
   thresholds?: Threshold[];
   tcpSnapshotMinBytes?: number;
   captureDir?: string;
+  /** Record each probe's SMTP conversation in its result (`mxprobe run --transcript`); not part of the profile hash. */
+  transcript?: boolean;
 }

@@ -26,6 +26,7 @@ import { bytesText, esc, finite, gkey, group, labelRows, median, niceTicks, numA
 
 export { esc, jsonForScript } from './util.js';
 export { stallColor } from './heatmap.js';
+import { transcriptDetails } from './transcript.js';
 
 /** What `verify` adds to a report: the baseline comparison per cell and the thresholds. */
 export interface ReportVerify {
@@ -370,7 +371,7 @@ function renderRaw(results: readonly ProbeResult[]): string {
     tds.push(num(r.tcp?.retransTotal, r.tcp?.retransTotal !== undefined ? String(r.tcp.retransTotal) : ''));
     tds.push(`<td>${esc(r.reply ? `${r.reply.code}${r.reply.enhanced ? ` ${r.reply.enhanced}` : ''} ${r.reply.text}`.trim() : '')}</td>`);
     tds.push(`<td>${esc(r.error ? `${r.error.code}: ${r.error.message}` : '')}</td>`);
-    tds.push(`<td class="mono">${esc(r.probeId)}</td>`);
+    tds.push(`<td class="mono">${esc(r.probeId)}${transcriptDetails(r)}</td>`);
     return (
       `<tr data-path="${esc(r.path)}" data-target="${esc(r.target)}" data-size="${numAttr(r.sizeBytes)}" data-size-label="${esc(formatSize(finite(r.sizeBytes)))}" data-outcome="${esc(r.outcome)}">` +
       `${tds.join('')}</tr>`

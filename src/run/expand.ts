@@ -119,6 +119,7 @@ export function expandPlan(plan: Plan, opts: { runId: string }): PlannedProbe[] 
       if (plan.insecure !== undefined) spec.insecure = plan.insecure;
       if (plan.tcpSnapshotMinBytes !== undefined) spec.tcpSnapshotMinBytes = plan.tcpSnapshotMinBytes;
       if (plan.captureDir !== undefined) spec.captureDir = plan.captureDir;
+      if (plan.transcript) spec.transcript = true;
       out.push(spec);
     }
   }

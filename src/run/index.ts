@@ -93,6 +93,8 @@ export interface RunOptions {
   out: string;
   /** Continue the run recorded in `out`: same runId, skip the probes already there, append. */
   resume?: boolean;
+  /** With `resume`: append even when the file was written by another plan (another profile hash); else ERESUME. */
+  resumeOtherPlan?: boolean;
   /** Abort = stop: no new probes; in-flight ones get `graceMs` to finish, then are ended and dropped. */
   signal?: AbortSignal;
   /** Abort = end the in-flight probes now (a second Ctrl-C). */
@@ -241,20 +243,24 @@ function validateAll(all: PlannedProbe[], validate: ValidateFn): void {
 }
 
 /** Resume: read the file, check it belongs to this plan, and find what to skip. */
-function prepareResume(file: string, plan: Plan, runId: string | undefined, warn: (m: string) => void): { rf: ResultsFile; runId?: string } {
+function prepareResume(file: string, plan: Plan, runId: string | undefined, warn: (m: string) => void, allowOtherPlan: boolean): { rf: ResultsFile; runId?: string } {
   const rf = readResultsFile(file);
   if (rf.truncated) {
     warn(`${file}: line ${rf.truncated.line} is incomplete (${rf.truncated.droppedBytes} bytes, a write cut short); it is dropped and that probe runs again`);
   }
   if (rf.results.length === 0) return { rf, runId };
-  // The hash covers the whole plan, concurrency included, so a resume at another concurrency is legitimate:
-  // say so, and let every new line carry its own hash (the comparator can tell the plans apart).
+  // The hash covers what is probed and sent (not concurrency): another hash is another plan, and appending it
+  // would mix two plans in one file. Refused unless the caller allows it (`mxprobe run --resume … --force`).
   const foreign = rf.profileHashes.filter((h) => h !== plan.profileHash);
   if (foreign.length > 0) {
-    warn(
-      `${file} was written with a different plan (profile hash ${foreign.join(', ')}; now ${plan.profileHash}): ` +
-        'probes are matched by path|target|size|repeat; new lines carry the new hash',
-    );
+    const what = `${file} was written with a different plan (profile hash ${foreign.join(', ')}; now ${plan.profileHash})`;
+    if (!allowOtherPlan) {
+      throw new RunError(
+        'ERESUME',
+        `${what}: resuming would mix two plans in one file. Give the profile and the overrides (--sizes, --paths, --repeat, --seed) of the run that wrote it — its "finish with:" line has them — or --force to append anyway`,
+      );
+    }
+    warn(`${what}: appending anyway (--force); probes are matched by path|target|size|repeat; new lines carry the new hash`);
   }
   if (rf.unkeyed > 0) warn(`${file}: ${rf.unkeyed} line(s) have no probe key (not written by mxprobe run); they cannot be matched and are not skipped`);
   if (runId !== undefined && rf.runId !== undefined && rf.runId !== runId) {
@@ -286,7 +292,7 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
   let truncateTo: number | undefined;
   const recorded = new Set<string>();
   if (opts.resume) {
-    const r = prepareResume(opts.out, plan, runId, warn);
+    const r = prepareResume(opts.out, plan, runId, warn, !!opts.resumeOtherPlan);
     runId = r.runId;
     previous = r.rf.results;
     if (r.rf.truncated) truncateTo = r.rf.truncated.validBytes;

@@ -254,6 +254,16 @@ describe('mxprobe run (CLI)', () => {
     expect(doc.cells).toEqual([expect.objectContaining({ path: 'lo2', sizeBytes: 2048, delivered: 1, total: 1 })]);
   });
 
+  it('--transcript records each probe\'s conversation in its line, and does not change the plan hash', async () => {
+    const plain = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--paths', 'lo2', '--out', 'nt.jsonl'], dir);
+    const r = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--paths', 'lo2', '--transcript', '--out', 't.jsonl'], dir);
+    expect([plain.code, r.code]).toEqual([0, 0]);
+    const [line] = readLines(join(dir, 't.jsonl'));
+    expect(line!.transcript!.some((l) => l.dir === '>' && l.text.startsWith('MAIL FROM:'))).toBe(true);
+    expect(readLines(join(dir, 'nt.jsonl'))[0]!.transcript).toBeUndefined();
+    expect(line!.profileHash).toBe(readLines(join(dir, 'nt.jsonl'))[0]!.profileHash);
+  });
+
   it('a bad profile exits 2 with the field named, and an unwritable results file exits 3; nothing is sent', async () => {
     const before = sink.sources.length;
     writeFileSync(join(dir, 'bad.yaml'), profileYaml(sink.port).replace('localAddress: 127.0.0.2', 'localAddress: 127.0.0.300'));
@@ -326,5 +336,26 @@ describe('mxprobe run (CLI)', () => {
     expect(new Set(all.map((l) => l.key)).size).toBe(24);
     expect(new Set(all.map((l) => l.runId))).toEqual(new Set([runId]));
     expect(resumed.stdout).toContain(`24 probes recorded: 24 delivered (${partial.length} from before the resume)`);
+  });
+
+  it('interrupted with overrides: "finish with" repeats them; another plan is refused (exit 2) unless --force', async () => {
+    sink.delayMs = 400;
+    const cli = spawnCli(['run', 'p.yaml', '--repeat', '10', '--sizes', '1KiB,2KiB', '--out', 'ov.jsonl'], dir);
+    await cli.until((s) => doneCount(s) >= 2);
+    cli.child.kill('SIGINT');
+    const r = await cli.exited;
+    expect(r.code).toBe(130);
+    expect(r.stdout).toContain('finish with: mxprobe run p.yaml --sizes 1KiB,2KiB --repeat 10 --resume ov.jsonl');
+    const recorded = readLines(join(dir, 'ov.jsonl')).length;
+    sink.delayMs = 0;
+    const before = sink.sources.length;
+    const other = await exec(['run', 'p.yaml', '--resume', 'ov.jsonl'], dir);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/ov\.jsonl was written with a different plan .*--force to append anyway/);
+    expect(sink.sources.length).toBe(before);
+    expect(readLines(join(dir, 'ov.jsonl'))).toHaveLength(recorded);
+    const same = await exec(['run', 'p.yaml', '--sizes', '1KiB,2KiB', '--repeat', '10', '--concurrency', '4', '--resume', 'ov.jsonl'], dir);
+    expect(same.code).toBe(0);
+    expect(readLines(join(dir, 'ov.jsonl'))).toHaveLength(40);
   });
 });

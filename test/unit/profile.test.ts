@@ -638,6 +638,8 @@ name: t
     const plan = parse(yaml());
     expect(computeProfileHash({ ...plan, source: 'other', profileHash: 'x' })).toBe(plan.profileHash);
     expect(computeProfileHash({ ...plan, seed: 2 })).not.toBe(plan.profileHash);
+    // how fast the probes run is not part of the plan --resume compares
+    expect(computeProfileHash({ ...plan, concurrency: plan.concurrency + 7 })).toBe(plan.profileHash);
   });
 });
 

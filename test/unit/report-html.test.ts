@@ -253,3 +253,20 @@ describe('writeReport', () => {
     expect((err as Error).message).toContain(join(blocker, 'r.html'));
   });
 });
+
+describe('transcript per probe', () => {
+  it('a closed <details> in the probe row, escaped, control characters made visible; none without a transcript', () => {
+    const results = lb();
+    results[0] = { ...results[0]!, transcript: [
+      { tMs: 0.4, dir: '*', text: 'connected to 127.0.0.1:25' },
+      { tMs: 1.2, dir: '<', text: '220 <b>evil</b>\u001b[31m' },
+      { tMs: 1.9, dir: '>', text: 'EHLO probe' },
+    ] };
+    const html = report(results);
+    expect(html.match(/<details class="transcript">/g)).toHaveLength(1);
+    expect(html).toContain('transcript (3 lines)');
+    expect(html).toMatch(/1\.2ms &lt;- 220 &lt;b&gt;evil&lt;\/b&gt;\ufffd\[31m/);
+    expect(html).toMatch(/1\.9ms -&gt; EHLO probe/);
+    expect(html).not.toContain('<b>evil</b>');
+  });
+});

@@ -114,7 +114,11 @@ describe('runPlan', () => {
     const warnings: string[] = [];
     ee2.on('run:start', (e) => (start = e));
     ee2.on('run:warning', (e) => warnings.push(e.message));
-    const r2 = await runPlan(plan, { out, resume: true, probeFn: second.fn, emitter: ee2 });
+    // another plan wrote the file: refused, nothing sent
+    const refused = fakeProbe();
+    await expect(runPlan(plan, { out, resume: true, probeFn: refused.fn })).rejects.toMatchObject({ code: 'ERESUME', message: expect.stringMatching(/different plan .*--force to append anyway/) });
+    expect(refused.calls).toHaveLength(0);
+    const r2 = await runPlan(plan, { out, resume: true, resumeOtherPlan: true, probeFn: second.fn, emitter: ee2 });
     expect(r2.runId).toBe(r1.runId);
     expect(r2.skipped).toBe(10);
     expect(r2.previous).toHaveLength(10);
@@ -122,8 +126,8 @@ describe('runPlan', () => {
     expect(start).toMatchObject({ total: 24, skipped: 10, pending: 14, runId: r1.runId });
     const done = new Set(r1.results.map((r) => r.key));
     expect(second.calls.every((c) => !done.has((c.spec as { key?: string }).key))).toBe(true);
-    // the plan's concurrency differs: the hash differs, which is said, not refused
-    expect(warnings.join('\n')).toMatch(/different plan/);
+    // allowed: said, and appended
+    expect(warnings.join('\n')).toMatch(/different plan.*appending anyway/);
     const file = lines(out);
     expect(file).toHaveLength(24);
     expect(new Set(file.map((l) => l.key)).size).toBe(24);
@@ -131,7 +135,7 @@ describe('runPlan', () => {
 
     // resuming a complete run sends nothing
     const third = fakeProbe();
-    const r3 = await runPlan(plan, { out, resume: true, probeFn: third.fn });
+    const r3 = await runPlan(plan, { out, resume: true, resumeOtherPlan: true, probeFn: third.fn });
     expect(third.calls).toHaveLength(0);
     expect(r3.skipped).toBe(24);
     expect(r3.interrupted).toBe(false);
