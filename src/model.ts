@@ -383,7 +383,9 @@ export type FindingKind =
   /** Every byte acknowledged and no reply, on every path to a target: a slow or silent server, not the network. */
   | 'no-reply'
   /** Probes that failed otherwise: refused, unreachable, reset, tls-error, protocol-error, dns-error. */
-  | 'failure';
+  | 'failure'
+  /** A target whose first MX host (or address) keeps failing while a later one takes the mail. */
+  | 'fallback';
 
 /** A comparator statement with its evidence. */
 export interface Finding {

@@ -11,6 +11,7 @@ const SCORE: Record<FindingKind, number> = {
   'scattered-stalls': 60,
   'no-reply': 58,
   failure: 57,
+  fallback: 52,
   timeout: 55,
   slow: 50,
   rejection: 45,

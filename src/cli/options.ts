@@ -3,6 +3,7 @@ import net from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { parseDuration, parseRate, parseSize } from '../units.js';
 import { TLS_MODES, type TlsMode } from '../model.js';
+import { dnsServerAddress } from '../probe/endpoints.js';
 
 function wrap<T>(fn: (v: string) => T): (v: string) => T {
   return (v: string) => {
@@ -50,6 +51,19 @@ export function parseHostPort(v: string, defaultPort?: number): { host: string; 
   return { host: m[1]!, port };
 }
 export const hostPortArg = (defaultPort?: number) => wrap((v: string) => parseHostPort(v, defaultPort));
+
+/** `--host`: a name or an IP, optionally with the port: `mx.example.net:587`, `::1`, `[::1]`, `[2001:db8::1]:25`. */
+export const hostArg = wrap((v: string): { host: string; port?: number } => {
+  const t = v.trim();
+  if (net.isIP(t)) return { host: t };
+  const hp = parseHostPort(t, 0);
+  if (hp.host.includes(':') && !net.isIPv6(hp.host)) throw new Error(`not an IPv6 address in brackets: "${v}"`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(t)) throw new Error(`expected a host name or an IP address, not a URL: "${v}"`);
+  return hp.port === 0 ? { host: hp.host } : { host: hp.host, port: hp.port };
+});
+
+/** `--dns-server IP[:port]`. */
+export const dnsServerArg = wrap(dnsServerAddress);
 
 /** Collect a repeatable flag. */
 export function collect<T>(parse: (v: string) => T) {

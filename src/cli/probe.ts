@@ -11,13 +11,18 @@ import { formatDuration } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // real-target safety rules (issue 9)
-import { addressArg, collect, durationArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
+import { addressArg, collect, dnsServerArg, durationArg, hostArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
 import { liveProbePrinter, renderProbeTail } from './probe-render.js';
 
 export interface ProbeFlags {
-  host?: string;
+  host?: { host: string; port?: number };
   port?: number;
   mx?: string;
+  /** `-4` / `-6`. */
+  4?: boolean;
+  6?: boolean;
+  dnsServer?: string[];
+  fallback?: 'mta' | 'none';
   from: string;
   to?: string[];
   size: number;
@@ -121,9 +126,15 @@ export function register(program: Command): void {
         '(dns, connect, tls, greeting, ehlo, starttls, auth, mail, rcpt, data, body, dataAck, quit), and end it\n' +
         'as "stalled" within the stall window if the connection stops making progress.',
     )
-    .option('--host <host>', 'SMTP server (name or IP)')
+    .option('--host <host[:port]>', 'SMTP server: a name or an IP, with the port if you like (mx.example.net:587, [2001:db8::1]:25)', hostArg)
     .option('--port <port>', 'TCP port (default 25; 465 with --tls implicit)', portArg)
-    .option('--mx <domain>', 'resolve the MX records of this domain and use them in preference order')
+    .option('--mx <domain>', 'resolve the MX records of this domain and deliver as an MTA does: each MX in preference order, each of its addresses')
+    .option('-4', 'connect over IPv4 only')
+    .option('-6', 'connect over IPv6 only')
+    .option('--dns-server <ip[:port]>', 'resolve MX records and addresses with this DNS server (repeatable) instead of the system resolver', collect(dnsServerArg))
+    .addOption(
+      new Option('--fallback <mode>', 'mta: on a refused connection, a 4xx greeting or a 421 before MAIL try the next address / MX (default with --mx); none: stop at the first (default with --host)').choices(['mta', 'none']),
+    )
     .requiredOption('--from <address>', 'envelope sender (MAIL FROM); "" for the null sender', addressArg)
     .option('--to <address>', 'recipient (RCPT TO); repeat for several', collect(addressArg.bind(null)))
     .addOption(new Option('--size <size>', 'exact message size on the wire: 512, 64KiB, 1MiB, 1.5MB').argParser(sizeArg).default(1024, '1KiB'))
@@ -203,16 +214,23 @@ function buildSpec(f: ProbeFlags): ProbeSpec {
     throw new CliError('AUTH needs both --auth-user and --auth-pass-env (the NAME of the variable holding the secret)');
   }
   const timeouts = timeoutsFrom(f);
-  const port = f.port ?? (f.tls === 'implicit' ? 465 : 25);
+  if (f.port !== undefined && f.host?.port !== undefined && f.port !== f.host.port) {
+    throw new CliError(`--port ${f.port} and the port in --host (${f.host.port}) differ: give one`);
+  }
+  if (f[4] && f[6]) throw new CliError('give -4 or -6, not both');
+  const port = f.port ?? f.host?.port ?? (f.tls === 'implicit' ? 465 : 25);
   const spec: ProbeSpec = {
     probeId: `p-${randomBytes(4).toString('hex')}`,
-    target: f.mx ? { mx: f.mx, port, tls: f.tls } : { host: f.host ?? f.relay!.host, port, tls: f.tls },
+    target: f.mx ? { mx: f.mx, port, tls: f.tls } : { host: f.host?.host ?? f.relay!.host, port, tls: f.tls },
     path: { name: f.pathName },
     sizeBytes: f.size,
     seed: f.seed ?? randomBytes(4).readUInt32LE(0),
     envelope: { from: f.from, to: f.to },
     timeouts,
   };
+  if (f[4] || f[6]) spec.target.family = f[4] ? 4 : 6;
+  if (f.fallback) spec.target.fallback = f.fallback;
+  if (f.dnsServer?.length) spec.dnsServers = f.dnsServer;
   if (f.localAddress) spec.path.localAddress = f.localAddress;
   if (f.proxy) spec.path.proxy = f.proxy;
   if (f.relay) spec.path.relay = { host: f.relay.host, port: f.relay.port, tls: f.tls };

@@ -73,12 +73,18 @@ export function classify(code: ProbeErrorCode, stage: Stage): Outcome {
 
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|HOSTNAME_MISMATCH|ERR_OSSL)/;
 
+/** Node writes `connect ECONNREFUSED ::1:25`; people (and URLs) write `[::1]:25`. */
+export function bracketIpv6(message: string, address: string | undefined, port: number | undefined): string {
+  if (!address || port === undefined || !address.includes(':')) return message;
+  return message.split(`${address}:${port}`).join(`[${address}]:${port}`);
+}
+
 /** Turn a raw Node error (socket, dns, tls) into a ProbeError for the stage it happened in. */
 export function toProbeError(err: unknown, stage: Stage, lastCommand?: string): ProbeError {
   if (err instanceof ProbeError) return err;
-  const e = err as NodeJS.ErrnoException & { reason?: string; library?: string };
+  const e = err as NodeJS.ErrnoException & { reason?: string; library?: string; address?: string; port?: number };
   const raw = typeof e?.code === 'string' ? e.code : '';
-  const msg = e?.message ?? String(err);
+  const msg = bracketIpv6(e?.message ?? String(err), e?.address, e?.port);
   const mk = (code: ProbeErrorCode, m = msg) => new ProbeError(code, m, stage, { lastCommand, cause: err });
   if (raw === 'ECONNRESET' || raw === 'EPIPE' || raw === 'ECONNABORTED') return mk('ECONNRESET');
   if (raw === 'ECONNREFUSED') return mk('ECONNREFUSED');

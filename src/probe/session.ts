@@ -87,7 +87,7 @@ export function validateSpec(spec: ProbeSpec): void {
 
 /** The label results and tables use for a target: its name, else `host:port`, else `mx:domain`. */
 export function targetLabel(t: TargetSpec): string {
-  return t.name ?? (t.mx ? `mx:${t.mx}` : `${t.host}:${t.port}`);
+  return t.name ?? (t.mx ? `mx:${t.mx}` : t.host?.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`);
 }
 
 type Mark = { stage: Stage; start: number; end?: number };

@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ProbeResult, TargetSpec } from '../../src/model.js';
 import { probe } from '../../src/probe/index.js';
 import { orderMx } from '../../src/probe/endpoints.js';
+import { compare } from '../../src/analyze/index.js';
+import { runCli } from '../helpers/cli.js';
 import { startDnsServer, type DnsServer } from '../helpers/dns.js';
 import { spec } from '../helpers/servers.js';
 
@@ -190,5 +192,28 @@ describe('a resolver of the probe\'s own', () => {
     expect(r.outcome).toBe('dns-error');
     expect(r.stage).toBe('dns');
     expect(r.durationMs).toBeLessThan(700 + 1500);
+  });
+});
+
+describe('the chain where people read it', () => {
+  test('compare: "refused at connect in 4/4; delivered through the second address"', async () => {
+    const rs = await Promise.all(Array.from({ length: 4 }, (_, i) => mx('two-a.test', {}, i)));
+    const f = compare(rs).findings.find((x) => x.kind === 'fallback');
+    expect(f, JSON.stringify(compare(rs).findings.map((x) => x.kind))).toBeDefined();
+    expect(f!.stall).toBe(false);
+    expect(f!.statement).toMatch(/mx\.two-a\.test \(127\.0\.0\.3\) was refused at connect in 4\/4 probes; delivered through mx\.two-a\.test \(127\.0\.0\.2\) \(4\/4\)/);
+  });
+
+  test('mxprobe probe --mx --dns-server: the attempts in --json; --host [::1]:PORT bracketed in the output', async () => {
+    const j = await runCli(['probe', '--mx', 'greet421.test', '--dns-server', dnsSrv.server, '--port', String(port), '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test', '--json']);
+    expect(j.code).toBe(0);
+    const r = JSON.parse(j.stdout) as ProbeResult;
+    expect(r.attempts?.map((a) => a.outcome)).toEqual(['rejected', 'delivered']);
+    const h = await runCli(['probe', '--host', `[::1]:${port}`, '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain(`[::1]:${port}`);
+    const bad = await runCli(['probe', '--host', `[::1]:${port}`, '--port', '25', '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/differ/);
   });
 });

@@ -5,6 +5,7 @@
 import type { Finding } from '../../model.js';
 import type { Context } from './context.js';
 import { failure } from './failure.js';
+import { fallback } from './fallback.js';
 import { insufficientData } from './insufficient-data.js';
 import { mechanism } from './mechanism.js';
 import { noReply } from './no-reply.js';
@@ -35,6 +36,7 @@ export const RULES: readonly Rule[] = [
   rejection,
   timeout,
   failure,
+  fallback,
   slow,
 ];
 
