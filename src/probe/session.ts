@@ -19,6 +19,7 @@ import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageS
 import { formatReply, ReplyParser } from './reply.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import { dataOutstanding } from './evidence.js';
+import { lineBreakIn, secretForms } from '../text.js';
 import type { CaptureSession } from './capture.js';
 import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
 
@@ -38,8 +39,35 @@ export class AbortError extends Error {
   readonly code = 'ABORT_ERR';
 }
 
+/**
+ * Every value of a spec that goes into an SMTP command line or a generated header, by field name. A CR, LF or NUL
+ * in one of them would end the command early and smuggle the rest in as commands of its own.
+ */
+export function commandLineFields(spec: ProbeSpec): Array<[string, string | undefined]> {
+  return [
+    ['ehloName', spec.ehloName],
+    ['envelope.from', spec.envelope.from],
+    ...spec.envelope.to.map((t, i): [string, string] => [`envelope.to[${i}]`, t]),
+    ['auth.user', spec.auth?.user],
+    ['probeId', spec.probeId],
+    ['runId', spec.runId],
+    ['servername', spec.servername],
+    ['target.host', spec.target.host],
+    ['target.mx', spec.target.mx],
+  ];
+}
+
+/** Throws ProbeInputError naming the field when a command-line value holds CR, LF or NUL (also checked by `probe`). */
+export function refuseLineBreaks(spec: ProbeSpec): void {
+  for (const [field, v] of commandLineFields(spec)) {
+    const bad = v === undefined ? undefined : lineBreakIn(v);
+    if (bad) throw new ProbeInputError(`${field} holds a ${bad} character: refused (it would end the SMTP command line early)`);
+  }
+}
+
 /** Check what can be checked before anything is sent. Throws ProbeInputError. */
 export function validateSpec(spec: ProbeSpec): void {
+  refuseLineBreaks(spec);
   if (!spec.envelope.to.length) throw new ProbeInputError('no recipient: give at least one --to');
   if (!spec.target.host && !spec.target.mx && !spec.path.relay) throw new ProbeInputError('no target: give --host or --mx');
   if (spec.auth && process.env[spec.auth.passEnv] === undefined) {
@@ -93,9 +121,11 @@ class Transaction {
 
   private raw: net.Socket | undefined; // the TCP socket (to the server or the proxy)
   private sock: net.Socket | undefined; // what we speak SMTP on (raw, or TLS over raw)
-  private readonly parser = new ReplyParser();
+  private readonly parser: ReplyParser;
   private replies: SmtpReply[] = [];
   private replyWaiter: ((r: SmtpReply) => void) | undefined;
+  /** The stage in which a reply arrived that no command was waiting for (a desync: `command` ends the probe). */
+  private unsolicitedAt: Stage | undefined;
 
   private failure: ProbeError | undefined;
   private failReject!: (e: ProbeError) => void;
@@ -124,6 +154,8 @@ class Transaction {
     private readonly spec: ProbeSpec,
     private readonly opts: ProbeOptions,
   ) {
+    // a server that echoes the AUTH secret (in any encoding) must not get it into a result
+    this.parser = new ReplyParser(spec.auth ? secretForms(process.env[spec.auth.passEnv] ?? '', spec.auth.user) : []);
     this.failed = new Promise<never>((_, reject) => (this.failReject = reject));
     this.failed.catch(() => undefined); // observed through guard()
   }
@@ -318,6 +350,7 @@ class Transaction {
         this.replyWaiter = undefined;
         w(r);
       } else {
+        if (!this.replies.length) this.unsolicitedAt = this.current?.stage;
         this.replies.push(r);
       }
     }
@@ -363,6 +396,14 @@ class Transaction {
   }
 
   private async command(line: string, shown?: string): Promise<SmtpReply> {
+    // a reply waiting before this command is sent answers nothing we asked: reading it as this command's reply
+    // would put every later reply one late (a desync), so the probe ends here, naming the extra line
+    const extra = this.replies[0];
+    if (extra) {
+      throw new ProbeError('EPROTOCOL', `unsolicited reply after ${this.lastCommand ?? 'the greeting'}: ${formatReply(extra)}`, this.unsolicitedAt ?? this.current?.stage ?? 'greeting', {
+        lastCommand: this.lastCommand,
+      });
+    }
     this.lastCommand = shown ?? line;
     this.write(`${line}\r\n`);
     return this.readReply();
@@ -382,6 +423,7 @@ class Transaction {
     const signal = this.opts.signal;
     const onAbort = () => this.fail(new ProbeError('EABORTED', 'aborted', this.current?.stage ?? 'connect'));
     if (signal?.aborted) throw new AbortError('aborted before start');
+    refuseLineBreaks(spec);
     if (spec.auth && process.env[spec.auth.passEnv] === undefined) {
       throw new ProbeInputError(`AUTH secret: environment variable ${spec.auth.passEnv} is not set`);
     }
@@ -736,6 +778,7 @@ class Transaction {
     const savedReply = this.lastReply;
     this.failure = undefined;
     this.replaceFailed();
+    this.replies.length = 0; // what came unasked before QUIT (checked by command) does not matter any more
     try {
       this.begin('quit');
       await this.command('QUIT');
