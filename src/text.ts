@@ -58,3 +58,18 @@ export function lineBreakIn(v: string): 'CR' | 'LF' | 'NUL' | undefined {
   if (!m) return undefined;
   return m[0] === '\r' ? 'CR' : m[0] === '\n' ? 'LF' : 'NUL';
 }
+
+/**
+ * A copy of plain data (objects, arrays) with `forTerminal` applied to every string in it, keys included: what a
+ * command renders for a terminal goes through this once, so no field is forgotten. Numbers, booleans stay.
+ */
+export function forTerminalDeep<T>(v: T): T {
+  if (typeof v === 'string') return forTerminal(v) as T;
+  if (Array.isArray(v)) return v.map((x) => forTerminalDeep(x)) as T;
+  if (v && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[forTerminal(k)] = forTerminalDeep(x);
+    return out as T;
+  }
+  return v;
+}

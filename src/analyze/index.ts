@@ -7,7 +7,8 @@ export { verifyRuns, evaluateThresholds, describeCell } from './verify.js';
 export type { CellVerdict, CellComparison, RunSide, VerifyResult, VerifyOptions, ThresholdResult } from './verify.js';
 export { bisect, BisectError } from './bisect.js';
 export type { BisectOptions, BisectResult, BisectStep, RunStep, StepVerdict } from './bisect.js';
-export { readResults, parseResults, ResultsInputError } from './io.js';
+export { readResults, parseResults, ResultsInputError, type SkippedLine } from './io.js';
+export { ResultLineSchema, checkResultLine } from './result-schema.js';
 export type { ResultsInputCode } from './io.js';
 export {
   wilson,

@@ -1,11 +1,13 @@
 /**
  * Reading results files (JSON Lines, one ProbeResult per line) for the comparator: one or many files, e.g.
- * from several hosts. Strict: a line that is not a result is an error naming file and line.
+ * from several hosts. A line that is not a result is skipped and reported (file, line, why); a missing or
+ * unreadable file is an error.
  */
 import { readFile } from 'node:fs/promises';
 import type { ProbeResult } from '../model.js';
+import { checkResultLine } from './result-schema.js';
 
-export type ResultsInputCode = 'ENOENT' | 'EREAD' | 'EPARSE';
+export type ResultsInputCode = 'ENOENT' | 'EREAD';
 
 /** A results file that is missing, unreadable, or has a line that is not a probe result. */
 export class ResultsInputError extends Error {
@@ -21,21 +23,19 @@ export class ResultsInputError extends Error {
   }
 }
 
-function checkResult(v: unknown): string | undefined {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not a JSON object';
-  const o = v as Record<string, unknown>;
-  const missing: string[] = [];
-  if (typeof o.outcome !== 'string') missing.push('outcome');
-  if (typeof o.path !== 'string') missing.push('path');
-  if (typeof o.target !== 'string') missing.push('target');
-  if (typeof o.sizeBytes !== 'number') missing.push('sizeBytes');
-  if (missing.length) return `not a probe result (missing or wrong ${missing.join(', ')})`;
-  if (o.stages !== undefined && (typeof o.stages !== 'object' || o.stages === null)) return 'not a probe result ("stages" is not an object)';
-  return undefined;
+/** A line of a results file that was not used: where, and why. */
+export interface SkippedLine {
+  file: string;
+  line: number;
+  reason: string;
 }
 
-/** Parse the text of one results file. Blank lines are skipped. */
-export function parseResults(text: string, file: string): ProbeResult[] {
+/**
+ * Parse the text of one results file. Blank lines are skipped; a line that is not JSON, or not a probe result by
+ * `ResultLineSchema` (every field checked), is left out and described in `skipped` (file, line, why): one bad
+ * line never stops a comparison, and never reaches a table or a report.
+ */
+export function parseResults(text: string, file: string, skipped: SkippedLine[] = []): ProbeResult[] {
   const out: ProbeResult[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -47,19 +47,18 @@ export function parseResults(text: string, file: string): ProbeResult[] {
     } catch (err) {
       const last = lines.slice(i + 1).every((l) => !l.trim());
       const hint = last ? ' (a last line cut short by an interrupted run? `mxprobe run --resume` repairs the file)' : '';
-      throw new ResultsInputError('EPARSE', `${file}:${i + 1}: not JSON: ${(err as Error).message}${hint}`, file, i + 1, { cause: err });
+      skipped.push({ file, line: i + 1, reason: `not JSON: ${(err as Error).message}${hint}` });
+      continue;
     }
-    const bad = checkResult(v);
-    if (bad) throw new ResultsInputError('EPARSE', `${file}:${i + 1}: ${bad}`, file, i + 1);
-    const r = v as ProbeResult;
-    if (!r.stages) r.stages = {};
-    out.push(r);
+    const c = checkResultLine(v);
+    if (c.ok) out.push(c.result);
+    else skipped.push({ file, line: i + 1, reason: c.reason });
   }
   return out;
 }
 
 /** Read and concatenate results files, in order. */
-export async function readResults(files: readonly string[]): Promise<ProbeResult[]> {
+export async function readResults(files: readonly string[], skipped: SkippedLine[] = []): Promise<ProbeResult[]> {
   const all: ProbeResult[] = [];
   for (const file of files) {
     let text: string;
@@ -71,7 +70,7 @@ export async function readResults(files: readonly string[]): Promise<ProbeResult
       if (code === 'EISDIR') throw new ResultsInputError('EREAD', `${file}: is a directory, expected a results file (.jsonl)`, file, undefined, { cause: err });
       throw new ResultsInputError('EREAD', `${file}: cannot read: ${(err as Error).message}`, file, undefined, { cause: err });
     }
-    for (const r of parseResults(text, file)) all.push(r);
+    for (const r of parseResults(text, file, skipped)) all.push(r);
   }
   return all;
 }

@@ -14,6 +14,7 @@ import { register as registerVerify } from './verify.js';
 import { register as registerBisect } from './bisect.js';
 import { register as registerServe } from './serve.js';
 import { register as registerSink } from './sink.js';
+import { forTerminal } from '../text.js';
 
 const COMMANDS: Array<(program: Command) => void> = [
   registerDemo,
@@ -90,11 +91,11 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.USAGE;
     }
     if (err instanceof CliError) {
-      process.stderr.write(`mxprobe: ${err.message}\n`);
+      process.stderr.write(`mxprobe: ${forTerminal(err.message)}\n`);
       return err.exitCode;
     }
     if (err instanceof UnitError || err instanceof ProfileError) {
-      process.stderr.write(`mxprobe: ${err.message}\n`);
+      process.stderr.write(`mxprobe: ${forTerminal(err.message)}\n`);
       return EXIT.USAGE;
     }
     process.stderr.write(`mxprobe: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

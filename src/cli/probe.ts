@@ -10,6 +10,7 @@ import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // real-target safety rules (issue 9)
 import { addressArg, collect, durationArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
+import { forTerminalDeep } from '../text.js';
 
 interface ProbeFlags {
   host?: string;
@@ -196,7 +197,7 @@ async function runProbeCommand(f: ProbeFlags): Promise<number> {
     await capture?.stop();
   }
   if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else process.stdout.write(renderProbe(result));
+  else process.stdout.write(renderProbe(forTerminalDeep(result))); // reply texts are the server's: no control characters
   if (result.error?.code === 'EADDRNOTAVAIL') {
     process.stderr.write(`mxprobe: cannot bind source address ${spec.path.localAddress}: ${result.error.message}\n`);
     return EXIT.ENV;

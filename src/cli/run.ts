@@ -16,6 +16,7 @@ import { attachProgress } from './progress.js';
 import { renderCellTable } from './render.js';
 import { reportInputFor } from '../report/index.js';
 import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { forTerminalDeep } from '../text.js';
 
 interface RunFlags {
   out?: string;
@@ -252,7 +253,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     const color = !!process.stdout.isTTY && !process.env.NO_COLOR;
     const lines: string[] = [];
     lines.push('');
-    lines.push(renderCellTable(cells, { color, width: process.stdout.columns || 120 }));
+    lines.push(renderCellTable(forTerminalDeep(cells), { color, width: process.stdout.columns || 120 }));
     lines.push('');
     lines.push(`${plural(all.length, 'probe')} recorded: ${describeCounts(counts)}${summary.skipped ? ` (${summary.skipped} from before the resume)` : ''}`);
     if (summary.interrupted || signals > 0) {

@@ -13,6 +13,7 @@ import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { addressArg as mailAddressArg, collect, durationArg, intArg, parseHostPort } from './options.js';
 import { loadPlanOrExit } from './verify.js';
+import { forTerminal } from '../text.js';
 
 interface ServeFlags {
   profile?: string;
@@ -157,11 +158,11 @@ export async function serveCommand(f: ServeFlags): Promise<number> {
   const quiet = !!f.quiet;
   const log = (obj: Record<string, unknown>, text: string): void => {
     if (quiet) return;
-    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n` : `${text}\n`);
+    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n` : `${forTerminal(text)}\n`);
   };
   const logError = (obj: Record<string, unknown>, text: string): void => {
     if (json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n`);
-    else process.stderr.write(`${text}\n`);
+    else process.stderr.write(`${forTerminal(text)}\n`);
   };
 
   const opts: ServeOptions = {

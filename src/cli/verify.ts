@@ -17,6 +17,7 @@ import { RUN_ERROR_EXIT } from './run.js';
 import { renderVerify } from './render.js';
 import { reportInputFor } from '../report/index.js';
 import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { forTerminal, forTerminalDeep } from '../text.js';
 
 interface VerifyFlags {
   baseline: string;
@@ -168,7 +169,7 @@ export async function verifyCommand(after: string | undefined, f: VerifyFlags): 
     const width = process.stdout.columns || 120;
     process.stdout.write(
       `baseline ${f.baseline} (${before.length} probes) → new run ${afterLabel} (${afterResults.length} probes)\n\n` +
-        `${renderVerify(v, th, { color, width, expectFixed: !!f.expectFixed })}\n${summary}\n`,
+        `${renderVerify(forTerminalDeep(v), forTerminalDeep(th), { color, width, expectFixed: !!f.expectFixed })}\n${forTerminal(summary)}\n`,
     );
   }
   if (f.report) {
