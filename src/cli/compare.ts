@@ -80,7 +80,8 @@ async function loadSink(sources: string[]): Promise<SinkRecord[]> {
     try {
       all.push(...(await loadSinkRecords(src)));
     } catch (err) {
-      if (err instanceof SinkRecordsError) throw new CliError(err.message, EXIT.USAGE);
+      // records that are not records: bad input (2); a source that cannot be read in bounds: the environment (3)
+      if (err instanceof SinkRecordsError) throw new CliError(err.message, err.code === 'ESOURCE' && /^https?:\/\//i.test(src) ? EXIT.ENV : EXIT.USAGE);
       throw err;
     }
   }

@@ -127,6 +127,29 @@ describe('mxprobe compare', () => {
     expect(json.stdout).toContain('\\u001b[2J');
   });
 
+  it('--sink http:// that never ends: cut off at the documented bound, exit 3 with the reason in words', async () => {
+    const http = await import('node:http');
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200);
+      const chunk = Buffer.alloc(256 * 1024, 0x7b);
+      const pump = () => { while (!res.destroyed && res.write(chunk)); };
+      res.on('drain', pump);
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    try {
+      const f = await file('one.jsonl', jsonl(grid({ paths: ['direct'], sizes: [4 * KiB], repeat: 1 })));
+      const r = await cli('compare', f, '--sink', `http://127.0.0.1:${port}`);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`mxprobe: sink records from http://127.0.0.1:${port}/records: more than 64 MiB, not read further`);
+      expect(r.stderr).not.toContain('internal error');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('bad lines: not JSON or not a result are skipped, named as file:line and counted; a missing file exit 2', async () => {
     const rs = grid({ paths: ['direct'], sizes: [4 * KiB], repeat: 2 });
     const bad = await file('bad.jsonl', `${JSON.stringify(rs[0])}\n{"oops": \n${JSON.stringify(rs[1])}\n`);
