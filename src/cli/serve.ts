@@ -16,6 +16,7 @@ import { loadPlanOrExit } from './verify.js';
 import { forTerminal } from '../text.js';
 
 interface ServeFlags {
+  maxConnections?: number;
   profile?: string;
   interval: number;
   listen: { host: string; port: number };
@@ -134,6 +135,7 @@ export function register(program: Command): void {
     .option('--to <address>', 'without --profile: recipient of /probe messages, repeatable', collect(mailAddressArg))
     .option('--window <runs>', 'runs the findings on /metrics and /findings are computed over', intArg(1), 6)
     .option('--max-probes <n>', '/probe requests probing at once; more get 429', intArg(1), 8)
+    .option('--max-connections <n>', 'concurrent HTTP connections (lowered to keep file descriptors for probes under ulimit -n)', intArg(1), 64)
     .option('--json', 'log one JSON object per line (event: listening | run | probe-request | stopped)')
     .option('-q, --quiet', 'log only errors')
     .addHelpText('after', HELP_AFTER)
@@ -171,6 +173,7 @@ export async function serveCommand(f: ServeFlags): Promise<number> {
     intervalMs: f.interval,
     windowRuns: f.window,
     maxConcurrentProbes: f.maxProbes,
+    maxConnections: f.maxConnections,
   };
   if (plan) opts.plan = plan;
   if (f.out) opts.out = f.out;
@@ -229,6 +232,7 @@ export async function serveCommand(f: ServeFlags): Promise<number> {
       `the run took ${formatMs(e.durationMs)}, longer than --interval ${formatMs(f.interval)}: the next starts now (${plural(e.skipped, 'interval')} skipped)`,
     ),
   );
+  serve.on('server-error', (e) => logError({ event: 'server-error', code: e.code, error: e.message }, `mxprobe serve: ${e.message}`));
   serve.on('probe-request', (e) => {
     const what = `${e.target ?? '?'}${e.path ? ` ${e.path}` : ''}${e.sizeBytes !== undefined ? ` ${formatSize(e.sizeBytes)}` : ''}`;
     const text =
