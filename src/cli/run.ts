@@ -15,11 +15,13 @@ import { intArg } from './options.js';
 import { attachProgress } from './progress.js';
 import { renderCellTable } from './render.js';
 import { reportInputFor } from '../report/index.js';
-import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { checkReportWritable, REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { statSync } from 'node:fs';
 import { forTerminalDeep } from '../text.js';
 
 interface RunFlags {
   out?: string;
+  append?: boolean;
   resume?: string;
   concurrency?: number;
   repeat?: number;
@@ -97,6 +99,7 @@ export function register(program: Command): void {
     )
     .argument('<profile>', 'profile file (YAML)')
     .option('-o, --out <file>', 'results file (JSON Lines; default results/<runId>.jsonl)')
+    .option('--append', 'with --out FILE that holds results already: add this run to it (default: refused)')
     .option('--resume <file>', 'continue the run recorded in FILE: same runId, skip recorded probes, append')
     .option('-c, --concurrency <n>', 'probes in flight at once (overrides the profile)', intArg(1))
     .option('-r, --repeat <n>', 'probes per cell (overrides the profile)', intArg(1))
@@ -156,6 +159,29 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
+/** `--out FILE` that already holds results: refused (exit 2) unless --append or --resume says what is meant. */
+function refuseExistingOut(file: string, profile: string): void {
+  let size = 0;
+  try {
+    size = statSync(file).size;
+  } catch {
+    return; // absent: the run creates it
+  }
+  if (size === 0) return;
+  throw new CliError(
+    `${file} already holds results: add --append to add this run to it, or --resume ${file} to finish the run in it ` +
+      `(mxprobe run ${profile} --resume ${file}), or give another --out`,
+  );
+}
+
+/** The summary of a run whose results file failed mid-run: what was recorded, and the resume command. */
+function writeFailedLines(kept: readonly ProbeResult[], profile: string, out: string): string[] {
+  return [
+    `${plural(kept.length, 'probe')} recorded before the results file failed: ${describeCounts(countOutcomes(kept))}`,
+    `once there is room again, finish with: mxprobe run ${profile} --resume ${out}`,
+  ];
+}
+
 export async function runCommand(profile: string, f: RunFlags): Promise<number> {
   if (f.resume && f.out && f.out !== f.resume) {
     throw new CliError(`--resume ${f.resume} appends to that file; drop --out ${f.out} (or give the same file)`);
@@ -163,6 +189,8 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
   const plan = await loadPlan(profile, f);
   const runId = newRunId();
   const out = f.resume ?? f.out ?? join('results', `${runId}.jsonl`);
+  if (f.out && !f.resume && !f.append) refuseExistingOut(f.out, profile);
+  if (f.report) await checkReportWritable(f.report);
 
   const stderr = process.stderr;
   const emitter = createRunEmitter();
@@ -215,6 +243,9 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
       force: !!f.force, // real-target guard override: rate above 1/s, probes above SIZE (src/probe/guards.ts)
     });
   } catch (err) {
+    progress?.stop();
+    // the results file failed mid-run (disk full): what was recorded is still said, and how to finish
+    if (err instanceof RunError && err.code === 'EOUTPUT' && kept.length > 0) process.stderr.write(`${writeFailedLines(kept, profile, out).join('\n')}\n`);
     if (err instanceof RunError) throw new CliError(err.message, RUN_ERROR_EXIT[err.code]);
     throw err;
   } finally {

@@ -16,7 +16,7 @@ import { attachProgress } from './progress.js';
 import { RUN_ERROR_EXIT } from './run.js';
 import { renderVerify } from './render.js';
 import { reportInputFor } from '../report/index.js';
-import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { checkReportWritable, REPORT_OPTION_HELP, writeCommandReport } from './report.js';
 import { forTerminal, forTerminalDeep } from '../text.js';
 
 interface VerifyFlags {
@@ -130,6 +130,7 @@ export async function verifyCommand(after: string | undefined, f: VerifyFlags): 
   let afterLabel: string;
   if (f.profile) {
     const plan = await loadPlanOrExit(f.profile);
+    if (f.report) await checkReportWritable(f.report); // before any probe is sent
     thresholds.push(...(plan.thresholds ?? []));
     const out = f.out ?? join('results', `${newRunId()}.jsonl`);
     const run = await runPlanForCommand(plan, out, !!f.quiet || !!f.json);

@@ -270,6 +270,25 @@ describe('mxprobe run (CLI)', () => {
     expect(sink.sources.length).toBe(before);
   });
 
+  it('an unwritable --report, and --out on a file that holds results: refused before anything is sent', async () => {
+    const before = sink.sources.length;
+    writeFileSync(join(dir, 'plainfile2'), 'x');
+    const rep = await exec(['run', 'p.yaml', '--repeat', '1', '--out', 'rep.jsonl', '--report', 'plainfile2/r.html'], dir);
+    expect(rep.code).toBe(3);
+    expect(rep.stderr).toMatch(/mxprobe: cannot write the report plainfile2\/r\.html: a part of the path is a file, not a folder \(checked before sending any probe\)/);
+    expect(sink.sources.length).toBe(before);
+
+    writeFileSync(join(dir, 'held.jsonl'), readFileSync(join(dir, 'j.jsonl')));
+    const again = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--out', 'held.jsonl'], dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('held.jsonl already holds results: add --append to add this run to it, or --resume held.jsonl');
+    expect(sink.sources.length).toBe(before);
+    expect(readLines(join(dir, 'held.jsonl'))).toHaveLength(1);
+    const appended = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--paths', 'lo1', '--out', 'held.jsonl', '--append'], dir);
+    expect(appended.code, appended.stderr).toBe(0);
+    expect(readLines(join(dir, 'held.jsonl'))).toHaveLength(2);
+  });
+
   it('SIGINT: stops scheduling, lets in-flight probes finish, prints the summary so far, exits 130; the file is valid', async () => {
     sink.delayMs = 700; // each probe waits 0.7 s for its final reply
     const cli = spawnCli(['run', 'p.yaml', '--out', 'int.jsonl'], dir);
