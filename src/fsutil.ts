@@ -42,3 +42,26 @@ export async function mkdirp(dir: string): Promise<void> {
   }
   for (const l of levels) await mkdir(l);
 }
+
+/** Why a file could not be written, in words: `permission denied`, `no space left on the device`, … */
+export function fsErrorWords(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  switch (e?.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'ENOTDIR':
+    case 'EEXIST': // mkdir -p over a file
+      return 'a part of the path is a file, not a folder';
+    case 'EISDIR':
+      return 'it is a folder';
+    case 'EROFS':
+      return 'read-only file system';
+    case 'ENOSPC':
+      return 'no space left on the device';
+    case 'EDQUOT':
+      return 'disk quota exceeded';
+    default:
+      return e?.code ? `${e.code}: ${e.message}` : String(err);
+  }
+}

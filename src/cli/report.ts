@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { mkdirp } from '../fsutil.js';
+import { fsErrorWords, mkdirp } from '../fsutil.js';
 import { ReportWriteError, writeReport, type ReportInput } from '../report/index.js';
 import { formatSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
@@ -26,16 +26,6 @@ export async function writeCommandReport(file: string, input: ReportInput): Prom
   process.stderr.write(`report: ${file} (${formatSize(bytes)})\n`);
 }
 
-/** Why a report could not be written, in words (the same words as writeReport's). */
-function whyNot(e: NodeJS.ErrnoException): string {
-  if (e.code === 'EACCES' || e.code === 'EPERM') return 'permission denied';
-  if (e.code === 'ENOTDIR' || e.code === 'EEXIST') return 'a part of the path is a file, not a folder';
-  if (e.code === 'EISDIR') return 'it is a folder';
-  if (e.code === 'EROFS') return 'read-only file system';
-  if (e.code === 'ENOSPC') return 'no space left on the device';
-  return `${e.code ? `${e.code} ` : ''}${e.message}`;
-}
-
 /**
  * Before a command sends anything (`run`, `verify --profile`): can `--report FILE` be written? Does what writing
  * it will do (create the folder, write a file beside it) and removes the trace; throws CliError exit 3 if not.
@@ -51,6 +41,6 @@ export async function checkReportWritable(file: string): Promise<void> {
     await unlink(tmp);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    throw new CliError(`cannot write the report ${file}: ${whyNot(err as NodeJS.ErrnoException)} (checked before sending any probe)`, EXIT.ENV);
+    throw new CliError(`cannot write the report ${file}: ${fsErrorWords(err)} (checked before sending any probe)`, EXIT.ENV);
   }
 }

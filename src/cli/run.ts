@@ -78,7 +78,9 @@ Ctrl-C stops starting probes, gives those in flight 2 s to finish (a second Ctrl
 writes the summary so far and exits 130.
 
 Exit codes: 0 every probe delivered, 1 some probe did not deliver (see the table; \`mxprobe compare FILE\` names
-the path and size), 2 bad profile or options (nothing sent), 3 environment error (results file not writable,
+the path and size), 2 bad profile or options (nothing sent; also: a profile above 1 MiB, a plan above 10000
+probes without --force, --out on a file that holds results without --append or --resume), 3 environment error
+(results file or --report not writable, checked before sending; disk full mid-run, with the resume command;
 source address not on this machine, tcpdump unavailable), 130 interrupted.
 Real servers: a target is "real" unless every host a probe of it connects to (target, MX hosts, relay) is a
 loopback (127.0.0.0/8, ::1) or benchmark (198.18.0.0/15) address. Against real targets mxprobe is a careful
@@ -108,7 +110,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the probe order and message contents (overrides the profile)', intArg(0))
     .option('--json', 'print one JSON summary on stdout at the end (nothing else on stdout)')
     .option('-q, --quiet', 'no progress on stderr')
-    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises')
+    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises; any plan: more than 10000 probes')
     .option('--report <file.html>', REPORT_OPTION_HELP)
     .addHelpText('after', HELP_AFTER)
     .action(async (profile: string, flags: RunFlags, cmd: Command) => {
