@@ -1,5 +1,5 @@
 /** Small filesystem helpers shared by the modules that write files. */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
@@ -63,5 +63,16 @@ export function fsErrorWords(err: unknown): string {
       return 'disk quota exceeded';
     default:
       return e?.code ? `${e.code}: ${e.message}` : String(err);
+  }
+}
+
+/** The soft open-file limit of this process (`ulimit -n`), when the system says it; undefined elsewhere. */
+export function openFileLimit(read: () => string = () => readFileSync('/proc/self/limits', 'utf8')): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(read());
+    if (!m || m[1] === 'unlimited') return undefined;
+    return Number(m[1]);
+  } catch {
+    return undefined;
   }
 }

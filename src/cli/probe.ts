@@ -3,7 +3,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { Command, Option } from 'commander';
 import { DEFAULT_TIMEOUTS, type ProbeResult, type ProbeSpec, type Stage, type Timeouts } from '../model.js';
-import { probe, validateSpec, ProbeInputError } from '../probe/index.js';
+import { probe, validateSpec, ProbeEnvError, ProbeInputError } from '../probe/index.js';
 import { startCapture, type CaptureSession } from '../probe/capture.js';
 import { formatMs, formatSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
@@ -191,6 +191,7 @@ async function runProbeCommand(f: ProbeFlags): Promise<number> {
     result = await probe(spec, { onStage: live?.onStage, capture });
   } catch (e) {
     if (e instanceof ProbeInputError) throw new CliError(e.message, EXIT.USAGE);
+    if (e instanceof ProbeEnvError) throw new CliError(e.message, EXIT.ENV);
     throw e;
   } finally {
     live?.stop();

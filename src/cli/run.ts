@@ -139,6 +139,7 @@ export const RUN_ERROR_EXIT: Record<RunError['code'], number> = {
   EOUTPUT: EXIT.ENV,
   ECAPTURE: EXIT.ENV,
   EBIND: EXIT.ENV,
+  EENV: EXIT.ENV,
   EINPUT: EXIT.USAGE,
   EDNS: EXIT.USAGE,
   ERESUME: EXIT.USAGE,

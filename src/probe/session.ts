@@ -13,7 +13,7 @@ import os from 'node:os';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { ProbeResult, ProbeSpec, RecipientResult, SmtpReply, Stage, TargetSpec, TcpSnapshot, TlsInfo, TlsMode } from '../model.js';
-import { classify, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
+import { classify, descriptorExhaustion, ProbeEnvError, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
 import { formatReply, ReplyParser } from './reply.js';
@@ -461,6 +461,8 @@ class Transaction {
     this.destroy();
     signal?.removeEventListener('abort', onAbort);
     if (this.failure?.code === 'EABORTED') throw new AbortError('aborted');
+    const noFd = descriptorExhaustion(this.failure); // the machine, not the network: not a measurement
+    if (noFd) throw new ProbeEnvError(noFd);
     return this.result(message);
   }
 

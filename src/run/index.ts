@@ -496,7 +496,9 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     fail(
       code === 'EINPUT'
         ? new RunError('EINPUT', `probe ${spec.probeId} (${describeSpec(spec)}): ${msg}`, { cause: err })
-        : err instanceof Error
+        : code === 'EENV'
+          ? new RunError('EENV', `probe ${spec.probeId} (${describeSpec(spec)}): ${msg}`, { cause: err })
+          : err instanceof Error
           ? err
           : new Error(`probe ${spec.probeId} failed: ${msg}`),
     );

@@ -1,10 +1,11 @@
 /**
  * Bounds of `serve`'s HTTP side, so scrapers and idle clients can never take the descriptors the probes need:
  * a cap on concurrent connections (below the process's open-file limit minus a reserve for probes), short
- * header and keep-alive timeouts, and EMFILE / ENFILE said in words. Pure, except `openFileLimit` (reads
- * /proc/self/limits on Linux).
+ * header and keep-alive timeouts, and EMFILE / ENFILE said in words. Pure (`openFileLimit` is in fsutil.ts).
  */
-import { readFileSync } from 'node:fs';
+import { openFileLimit } from '../fsutil.js';
+
+export { openFileLimit };
 
 /** Concurrent HTTP connections `serve` accepts by default (Prometheus needs one per scraper). */
 export const DEFAULT_MAX_HTTP_CONNECTIONS = 64;
@@ -16,17 +17,6 @@ export const HTTP_KEEPALIVE_TIMEOUT_MS = 5_000;
 export const BASE_RESERVE_FDS = 64;
 /** Descriptors a probe may hold at once (its socket, a proxy's, a capture): reserved per concurrent probe. */
 export const FDS_PER_PROBE = 4;
-
-/** The soft open-file limit of this process (`ulimit -n`), when the system says it; undefined elsewhere. */
-export function openFileLimit(read: () => string = () => readFileSync('/proc/self/limits', 'utf8')): number | undefined {
-  try {
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(read());
-    if (!m || m[1] === 'unlimited') return undefined;
-    return Number(m[1]);
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The connection cap: the requested one, lowered so that the probes (`probes` at once, FDS_PER_PROBE each) and

@@ -289,6 +289,24 @@ describe('mxprobe run (CLI)', () => {
     expect(readLines(join(dir, 'held.jsonl'))).toHaveLength(2);
   });
 
+  it('out of file descriptors (ulimit -n 150, 200 probes at once): exit 3 in words, no probe recorded as a network failure', async () => {
+    writeFileSync(
+      join(dir, 'fd.yaml'),
+      `name: fd\ntargets: [{host: 127.0.0.1, port: ${sink.port}, tls: none}]\nsizes: [1KiB]\nrepeat: 200\nconcurrency: 200\n` +
+        'envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}\n',
+    );
+    const r = await new Promise<Ran>((resolve) => {
+      execFile('bash', ['-c', `ulimit -n 150 && exec "${process.execPath}" "${BIN}" run fd.yaml --out fd.jsonl -q`], { cwd: dir, timeout: 60_000 }, (err, stdout, stderr) => {
+        const e = err as (Error & { code?: unknown }) | null;
+        resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: null, stdout, stderr });
+      });
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/out of file descriptors \(EMFILE\): this process has reached its limit of 150 open files \(ulimit -n\)/);
+    const recorded = existsSync(join(dir, 'fd.jsonl')) ? readLines(join(dir, 'fd.jsonl')) : [];
+    expect(recorded.filter((l) => l.outcome !== 'delivered')).toEqual([]);
+  });
+
   it('SIGINT: stops scheduling, lets in-flight probes finish, prints the summary so far, exits 130; the file is valid', async () => {
     sink.delayMs = 700; // each probe waits 0.7 s for its final reply
     const cli = spawnCli(['run', 'p.yaml', '--out', 'int.jsonl'], dir);

@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import { DEFAULT_TIMEOUTS, type ProbeSpec } from '../../src/model.js';
 import { parseProxyUrl, redactProxy } from '../../src/probe/egress.js';
-import { ProbeInputError } from '../../src/probe/errors.js';
+import { descriptorExhaustion, ProbeError, ProbeInputError } from '../../src/probe/errors.js';
 import { validateSpec } from '../../src/probe/session.js';
 import { loadProfile, MAX_PROFILE_BYTES, parseProfile, ProfileError } from '../../src/profile/index.js';
 import { MAX_PLAN_PROBES, planSizeRefusal } from '../../src/run/index.js';
@@ -104,5 +104,15 @@ describe('bounds', () => {
     expect(planSizeRefusal(plan, false)).toMatch(/the plan has 20020 probes \(2 targets x 2 paths x 5 sizes x repeat 1001\), above the limit of 10000/);
     expect(planSizeRefusal(plan, true)).toBeUndefined();
     expect(planSizeRefusal({ ...plan, repeat: 3 }, false)).toBeUndefined();
+  });
+});
+
+describe('out of descriptors is the machine, not the network', () => {
+  test('EMFILE / ENFILE anywhere in the cause chain, in words with the limit; other errors: undefined', () => {
+    const emfile = new ProbeError('ECONNRESET', 'connect EMFILE', 'connect', { cause: Object.assign(new Error('connect EMFILE'), { code: 'EMFILE' }) });
+    expect(descriptorExhaustion(emfile, 1024)).toMatch(/^out of file descriptors \(EMFILE\): this process has reached its limit of 1024 open files \(ulimit -n\)/);
+    expect(descriptorExhaustion({ code: 'ENFILE' }, 1024)).toMatch(/^out of file descriptors \(ENFILE\): the system/);
+    expect(descriptorExhaustion(new ProbeError('ECONNRESET', 'reset', 'body', { cause: { code: 'ECONNRESET' } }), 1024)).toBeUndefined();
+    expect(descriptorExhaustion(undefined)).toBeUndefined();
   });
 });
