@@ -399,6 +399,8 @@ class Transaction {
     // a reply waiting before this command is sent answers nothing we asked: reading it as this command's reply
     // would put every later reply one late (a desync), so the probe ends here, naming the extra line
     const extra = this.replies[0];
+    // RFC 5321 §3.8: a server may send 421 unasked before it closes; that is a refusal, not a desync
+    if (extra?.code === 421) this.reject(this.unsolicitedAt ?? this.current?.stage ?? 'greeting', extra);
     if (extra) {
       throw new ProbeError('EPROTOCOL', `unsolicited reply after ${this.lastCommand ?? 'the greeting'}: ${formatReply(extra)}`, this.unsolicitedAt ?? this.current?.stage ?? 'greeting', {
         lastCommand: this.lastCommand,

@@ -537,6 +537,16 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'an unasked 421 before the next command (RFC 5321 §3.8: closing) is a rejection, not a desync',
+    server: () => rawServer(smtp({ MAIL: '250 ok\r\n421 4.4.2 idle too long, closing\r\n' })),
+    spec: (p) => S(p),
+    outcome: 'rejected',
+    stage: 'mail',
+    code: 'EREJECTED',
+    withinMs: 1000,
+    check: (r) => expect(r.reply?.code).toBe(421),
+  },
+  {
     name: 'RCPT answered with two replies (the second would be read as the answer to DATA)',
     server: () => rawServer(smtp({ RCPT: '250 ok\r\n354 go ahead\r\n', DATA: '554 no\r\n' })),
     spec: (p) => S(p),
