@@ -3,7 +3,7 @@
  * from several hosts. A line that is not a result is skipped and reported (file, line, why); a missing or
  * unreadable file is an error.
  */
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import type { ProbeResult } from '../model.js';
 import { checkResultLine } from './result-schema.js';
 
@@ -30,6 +30,27 @@ export interface SkippedLine {
   reason: string;
 }
 
+/** Longest line of a results file (a probe result is a few KiB): past it the file is not a results file. */
+export const MAX_RESULT_LINE_BYTES = 16 * 1024 * 1024;
+
+const TORN_HINT = ' (a last line cut short by an interrupted run? `mxprobe run --resume` repairs the file)';
+
+/** One line into `out` or `skipped`. `lastUnterminated`: the file's final line, without its newline. */
+function takeLine(raw: string, at: { file: string; line: number; lastUnterminated: boolean }, out: ProbeResult[], skipped: SkippedLine[]): void {
+  const line = raw.trim();
+  if (!line) return;
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (err) {
+    skipped.push({ file: at.file, line: at.line, reason: `not JSON: ${(err as Error).message}${at.lastUnterminated ? TORN_HINT : ''}` });
+    return;
+  }
+  const c = checkResultLine(v);
+  if (c.ok) out.push(c.result);
+  else skipped.push({ file: at.file, line: at.line, reason: c.reason });
+}
+
 /**
  * Parse the text of one results file. Blank lines are skipped; a line that is not JSON, or not a probe result by
  * `ResultLineSchema` (every field checked), is left out and described in `skipped` (file, line, why): one bad
@@ -38,39 +59,38 @@ export interface SkippedLine {
 export function parseResults(text: string, file: string, skipped: SkippedLine[] = []): ProbeResult[] {
   const out: ProbeResult[] = [];
   const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (!line) continue;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (err) {
-      const last = lines.slice(i + 1).every((l) => !l.trim());
-      const hint = last ? ' (a last line cut short by an interrupted run? `mxprobe run --resume` repairs the file)' : '';
-      skipped.push({ file, line: i + 1, reason: `not JSON: ${(err as Error).message}${hint}` });
-      continue;
-    }
-    const c = checkResultLine(v);
-    if (c.ok) out.push(c.result);
-    else skipped.push({ file, line: i + 1, reason: c.reason });
-  }
+  lines.forEach((l, i) => takeLine(l, { file, line: i + 1, lastUnterminated: i === lines.length - 1 }, out, skipped));
   return out;
 }
 
-/** Read and concatenate results files, in order. */
+/** Stream one file line by line; a line above MAX_RESULT_LINE_BYTES (e.g. /dev/zero) ends the read with an error. */
+async function readOne(file: string, out: ProbeResult[], skipped: SkippedLine[]): Promise<void> {
+  let pending = '';
+  let lineNo = 0;
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1024 * 1024 })) {
+    const parts = (pending + (chunk as string)).split('\n');
+    pending = parts.pop()!;
+    for (const l of parts) takeLine(l, { file, line: ++lineNo, lastUnterminated: false }, out, skipped);
+    if (pending.length > MAX_RESULT_LINE_BYTES) {
+      throw new ResultsInputError('EREAD', `${file}:${lineNo + 1}: a line longer than ${MAX_RESULT_LINE_BYTES / 1024 / 1024} MiB: not a results file`, file, lineNo + 1);
+    }
+  }
+  takeLine(pending, { file, line: ++lineNo, lastUnterminated: true }, out, skipped);
+}
+
+/** Read and concatenate results files, in order (streamed: memory grows with the results, not the file). */
 export async function readResults(files: readonly string[], skipped: SkippedLine[] = []): Promise<ProbeResult[]> {
   const all: ProbeResult[] = [];
   for (const file of files) {
-    let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      await readOne(file, all, skipped);
     } catch (err) {
+      if (err instanceof ResultsInputError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new ResultsInputError('ENOENT', `${file}: no such results file`, file, undefined, { cause: err });
       if (code === 'EISDIR') throw new ResultsInputError('EREAD', `${file}: is a directory, expected a results file (.jsonl)`, file, undefined, { cause: err });
       throw new ResultsInputError('EREAD', `${file}: cannot read: ${(err as Error).message}`, file, undefined, { cause: err });
     }
-    for (const r of parseResults(text, file, skipped)) all.push(r);
   }
   return all;
 }

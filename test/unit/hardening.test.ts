@@ -9,6 +9,7 @@ import { descriptorExhaustion, ProbeError, ProbeInputError } from '../../src/pro
 import { validateSpec } from '../../src/probe/session.js';
 import { loadProfile, MAX_PROFILE_BYTES, parseProfile, ProfileError } from '../../src/profile/index.js';
 import { MAX_PLAN_PROBES, planSizeRefusal } from '../../src/run/index.js';
+import { MAX_RESULT_LINE_BYTES, readResults, type SkippedLine } from '../../src/analyze/io.js';
 
 const profileFails = (text: string): ProfileError => {
   try {
@@ -114,5 +115,25 @@ describe('out of descriptors is the machine, not the network', () => {
     expect(descriptorExhaustion({ code: 'ENFILE' }, 1024)).toMatch(/^out of file descriptors \(ENFILE\): the system/);
     expect(descriptorExhaustion(new ProbeError('ECONNRESET', 'reset', 'body', { cause: { code: 'ECONNRESET' } }), 1024)).toBeUndefined();
     expect(descriptorExhaustion(undefined)).toBeUndefined();
+  });
+});
+
+describe('results files: streamed, each line bounded', () => {
+  test(`a "results file" that never has a line end (/dev/zero) stops at ${MAX_RESULT_LINE_BYTES} bytes with an error`, async () => {
+    await expect(readResults(['/dev/zero'])).rejects.toThrow('/dev/zero:1: a line longer than 16 MiB: not a results file');
+  });
+  test('a torn last line (no newline) is skipped with the resume hint; lines are numbered across chunks', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(join(tmpdir(), 'mxprobe-io-'));
+    const line = JSON.stringify({ outcome: 'delivered', path: 'p', target: 't', sizeBytes: 1, stages: {}, note: 'x'.repeat(3000) });
+    const f = join(dir, 'r.jsonl');
+    await writeFile(f, `${`${line}\n`.repeat(1000)}{"outcome":"deliv`);
+    const skipped: SkippedLine[] = [];
+    const rs = await readResults([f], skipped);
+    expect(rs).toHaveLength(1000);
+    expect(rs[0]).not.toHaveProperty('note'); // a field the schema does not know is dropped
+    expect(skipped).toEqual([{ file: f, line: 1001, reason: expect.stringContaining('mxprobe run --resume') }]);
   });
 });
