@@ -1,5 +1,5 @@
 /** Small filesystem helpers shared by the modules that write files. */
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
@@ -75,4 +75,33 @@ export function openFileLimit(read: () => string = () => readFileSync('/proc/sel
   } catch {
     return undefined;
   }
+}
+
+/** A line longer than the reader's bound: the file is not what it was meant to be (e.g. /dev/zero). */
+export class LineTooLongError extends Error {
+  override name = 'LineTooLongError';
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly maxBytes: number,
+  ) {
+    super(`${file}:${line}: a line longer than ${maxBytes / 1024 / 1024} MiB`);
+  }
+}
+
+/**
+ * Stream a text file line by line (memory: one chunk and one line). `onLine` gets each line, its number and
+ * whether it is the final line without a newline after it (a write torn by a crash). Throws LineTooLongError when
+ * a line passes `maxLineBytes`, and the file system's errors as they are.
+ */
+export async function forEachLine(file: string, maxLineBytes: number, onLine: (line: string, lineNo: number, lastUnterminated: boolean) => void): Promise<void> {
+  let pending = '';
+  let lineNo = 0;
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1024 * 1024 })) {
+    const parts = (pending + (chunk as string)).split('\n');
+    pending = parts.pop()!;
+    for (const l of parts) onLine(l, ++lineNo, false);
+    if (pending.length > maxLineBytes) throw new LineTooLongError(file, lineNo + 1, maxLineBytes);
+  }
+  if (pending) onLine(pending, ++lineNo, true);
 }

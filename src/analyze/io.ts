@@ -3,7 +3,7 @@
  * from several hosts. A line that is not a result is skipped and reported (file, line, why); a missing or
  * unreadable file is an error.
  */
-import { createReadStream } from 'node:fs';
+import { forEachLine, LineTooLongError } from '../fsutil.js';
 import type { ProbeResult } from '../model.js';
 import { checkResultLine } from './result-schema.js';
 
@@ -63,29 +63,14 @@ export function parseResults(text: string, file: string, skipped: SkippedLine[] 
   return out;
 }
 
-/** Stream one file line by line; a line above MAX_RESULT_LINE_BYTES (e.g. /dev/zero) ends the read with an error. */
-async function readOne(file: string, out: ProbeResult[], skipped: SkippedLine[]): Promise<void> {
-  let pending = '';
-  let lineNo = 0;
-  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1024 * 1024 })) {
-    const parts = (pending + (chunk as string)).split('\n');
-    pending = parts.pop()!;
-    for (const l of parts) takeLine(l, { file, line: ++lineNo, lastUnterminated: false }, out, skipped);
-    if (pending.length > MAX_RESULT_LINE_BYTES) {
-      throw new ResultsInputError('EREAD', `${file}:${lineNo + 1}: a line longer than ${MAX_RESULT_LINE_BYTES / 1024 / 1024} MiB: not a results file`, file, lineNo + 1);
-    }
-  }
-  takeLine(pending, { file, line: ++lineNo, lastUnterminated: true }, out, skipped);
-}
-
-/** Read and concatenate results files, in order (streamed: memory grows with the results, not the file). */
+/** Read and concatenate results files, in order, streamed with each line bounded (memory grows with the results, not the file). */
 export async function readResults(files: readonly string[], skipped: SkippedLine[] = []): Promise<ProbeResult[]> {
   const all: ProbeResult[] = [];
   for (const file of files) {
     try {
-      await readOne(file, all, skipped);
+      await forEachLine(file, MAX_RESULT_LINE_BYTES, (l, line, lastUnterminated) => takeLine(l, { file, line, lastUnterminated }, all, skipped));
     } catch (err) {
-      if (err instanceof ResultsInputError) throw err;
+      if (err instanceof LineTooLongError) throw new ResultsInputError('EREAD', `${err.message}: not a results file`, file, err.line);
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new ResultsInputError('ENOENT', `${file}: no such results file`, file, undefined, { cause: err });
       if (code === 'EISDIR') throw new ResultsInputError('EREAD', `${file}: is a directory, expected a results file (.jsonl)`, file, undefined, { cause: err });

@@ -2,9 +2,8 @@
  * Sink records: the type, the bounded in-memory store (with waiters and subscribers), the JSONL appender, and
  * loading records back from a file or a running sink's HTTP endpoint.
  */
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
+import { forEachLine, LineTooLongError } from '../fsutil.js';
 
 /** How a transaction or session ended, seen from the receiver. */
 export type SinkEnded =
@@ -258,14 +257,11 @@ export function parseSinkRecords(text: string, source: string): SinkRecord[] {
 export async function loadSinkRecords(src: string, bounds: FetchBounds = {}): Promise<SinkRecord[]> {
   if (/^https?:\/\//i.test(src)) return fetchRecords(src, bounds);
   const out: SinkRecord[] = [];
-  let lineNo = 0;
   let pendingError: SinkRecordsError | undefined;
   try {
-    const rl = createInterface({ input: createReadStream(src, { encoding: 'utf8' }), crlfDelay: Infinity });
-    for await (const raw of rl) {
-      lineNo++;
+    await forEachLine(src, SINK_RECORD_MAX_LINE_BYTES, (raw, lineNo) => {
       const line = raw.trim();
-      if (!line) continue;
+      if (!line) return;
       if (pendingError) throw pendingError; // a bad line that was not the last one
       let v: unknown;
       try {
@@ -273,12 +269,13 @@ export async function loadSinkRecords(src: string, bounds: FetchBounds = {}): Pr
       } catch {
         // maybe a truncated last line: only an error if more lines follow
         pendingError = new SinkRecordsError(`${src}:${lineNo}: not JSON`, 'EINPUT');
-        continue;
+        return;
       }
       out.push(checkRecord(v, `${src}:${lineNo}`));
-    }
+    });
   } catch (e) {
     if (e instanceof SinkRecordsError) throw e;
+    if (e instanceof LineTooLongError) throw new SinkRecordsError(`${e.message}: not a sink records file`, 'EINPUT');
     const code = (e as NodeJS.ErrnoException).code;
     throw new SinkRecordsError(
       code === 'ENOENT' ? `sink records file not found: ${src}` : `cannot read sink records from ${src}: ${code ?? (e as Error).message}`,
@@ -287,6 +284,9 @@ export async function loadSinkRecords(src: string, bounds: FetchBounds = {}): Pr
   }
   return out;
 }
+
+/** Longest line of a sink records file (a record is a few KiB). */
+export const SINK_RECORD_MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 /** Bounds of a fetch of sink records (`compare --sink http://…`): a sink that never ends or trickles is cut off. */
 export const SINK_FETCH_MAX_BYTES = 64 * 1024 * 1024;

@@ -121,6 +121,8 @@ describe('out of descriptors is the machine, not the network', () => {
 describe('results files: streamed, each line bounded', () => {
   test(`a "results file" that never has a line end (/dev/zero) stops at ${MAX_RESULT_LINE_BYTES} bytes with an error`, async () => {
     await expect(readResults(['/dev/zero'])).rejects.toThrow('/dev/zero:1: a line longer than 16 MiB: not a results file');
+    const { loadSinkRecords } = await import('../../src/sink/index.js');
+    await expect(loadSinkRecords('/dev/zero')).rejects.toThrow('/dev/zero:1: a line longer than 16 MiB: not a sink records file');
   });
   test('a torn last line (no newline) is skipped with the resume hint; lines are numbered across chunks', async () => {
     const { mkdtemp, writeFile } = await import('node:fs/promises');
