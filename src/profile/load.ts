@@ -469,7 +469,10 @@ export function applyOverrides(plan: Plan, o: PlanOverrides): Plan {
   if (o.sizes !== undefined) {
     if (o.sizes.length === 0) issues.push({ path: 'sizes', message: 'the override lists no size' });
     const sizes = o.sizes.map((s) => check('sizes', () => toSize(s)));
-    if (sizes.every((s): s is number => s !== undefined)) next.sizes = sortSizes(sizes);
+    if (sizes.every((s): s is number => s !== undefined)) {
+      for (const x of sizeIssues(sizes, plan.envelope)) issues.push({ path: 'sizes', message: x.message });
+      next.sizes = sortSizes(sizes);
+    }
   }
   if (o.paths !== undefined) {
     const known = plan.paths.map((q) => q.name);

@@ -7,7 +7,7 @@ import { DEFAULT_TIMEOUTS, type ProbeSpec } from '../../src/model.js';
 import { parseProxyUrl, redactProxy } from '../../src/probe/egress.js';
 import { descriptorExhaustion, ProbeError, ProbeInputError } from '../../src/probe/errors.js';
 import { validateSpec } from '../../src/probe/session.js';
-import { loadProfile, MAX_PROFILE_BYTES, parseProfile, ProfileError } from '../../src/profile/index.js';
+import { applyOverrides, loadProfile, MAX_PROFILE_BYTES, parseProfile, ProfileError } from '../../src/profile/index.js';
 import { MAX_PLAN_PROBES, planSizeRefusal } from '../../src/run/index.js';
 import { MAX_RESULT_LINE_BYTES, readResults, type SkippedLine } from '../../src/analyze/io.js';
 
@@ -94,6 +94,9 @@ describe('bounds', () => {
   test('sizes below the smallest message: the item, its line, the minimum', () => {
     const err = profileFails(yaml('sizes: [1KiB, 12]'));
     expect(err.message).toMatch(/p\.yaml: sizes\[1\]: 12 bytes is below the smallest probe message with these addresses \(\d+ bytes.*\(line 5\)/);
+    // the same through --sizes
+    const plan = parseProfile(yaml('sizes: [1KiB]'), 'p.yaml', { env: {} });
+    expect(() => applyOverrides(plan, { sizes: [12] })).toThrow(/p\.yaml: sizes: 12 bytes is below the smallest probe message/);
   });
   test(`profiles above ${MAX_PROFILE_BYTES} bytes are refused before parsing (text, file, device)`, async () => {
     const big = yaml(`x-pad: "${'a'.repeat(MAX_PROFILE_BYTES)}"`);
