@@ -12,7 +12,7 @@ import { computeCells } from '../analyze/cells.js';
 import type { Envelope, ProbeResult, ProbeSpec } from '../model.js';
 import type { Plan } from '../profile/plan.js';
 import { renderReport } from '../report/html.js';
-import { checkLocalAddresses, expandPlan, type RunOptions } from '../run/index.js';
+import { checkLocalAddresses, expandPlan, planSizeRefusal, type RunOptions } from '../run/index.js';
 import { LOOPBACK_PATTERNS, TargetAllowList, formatProbeTarget, parseAllowPattern, type AllowRule } from './allow.js';
 import { ServeMetrics } from './metrics.js';
 import {
@@ -142,6 +142,8 @@ function escHtml(s: string): string {
 
 /** Check the plan before serving: every spec valid, every source address bindable. */
 async function checkPlan(plan: Plan, runOptions: SchedulerOptions['runOptions'] | undefined): Promise<void> {
+  const tooMany = planSizeRefusal(plan, false);
+  if (tooMany) throw new ServeError('EINPUT', `the profile cannot be scheduled: ${tooMany}`);
   const validate = runOptions?.validate ?? (await import('../probe/index.js')).validateSpec;
   const specs = expandPlan({ ...plan, repeat: 1 }, { runId: 'check' });
   const problems = new Set<string>();
