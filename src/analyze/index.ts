@@ -10,7 +10,8 @@ export { bisect, bracketEvidence, BisectError } from './bisect.js';
 export type { BisectEvidence, BisectOptions, BisectResult, BisectStep, RunStep, StepVerdict } from './bisect.js';
 export { adjustP, testDifference, describeP, TEST_NAME, CORRECTION } from './policy.js';
 export type { TestedDifference } from './policy.js';
-export { readResults, parseResults, ResultsInputError } from './io.js';
+export { readResults, parseResults, ResultsInputError, type SkippedLine } from './io.js';
+export { ResultLineSchema, checkResultLine } from './result-schema.js';
 export type { ResultsInputCode } from './io.js';
 export {
   wilson,

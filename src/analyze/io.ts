@@ -1,11 +1,13 @@
 /**
  * Reading results files (JSON Lines, one ProbeResult per line) for the comparator: one or many files, e.g.
- * from several hosts. Strict: a line that is not a result is an error naming file and line.
+ * from several hosts. A line that is not a result is skipped and reported (file, line, why); a missing or
+ * unreadable file is an error.
  */
-import { readFile } from 'node:fs/promises';
+import { forEachLine, LineTooLongError } from '../fsutil.js';
 import type { ProbeResult } from '../model.js';
+import { checkResultLine } from './result-schema.js';
 
-export type ResultsInputCode = 'ENOENT' | 'EREAD' | 'EPARSE';
+export type ResultsInputCode = 'ENOENT' | 'EREAD';
 
 /** A results file that is missing, unreadable, or has a line that is not a probe result. */
 export class ResultsInputError extends Error {
@@ -21,57 +23,59 @@ export class ResultsInputError extends Error {
   }
 }
 
-function checkResult(v: unknown): string | undefined {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not a JSON object';
-  const o = v as Record<string, unknown>;
-  const missing: string[] = [];
-  if (typeof o.outcome !== 'string') missing.push('outcome');
-  if (typeof o.path !== 'string') missing.push('path');
-  if (typeof o.target !== 'string') missing.push('target');
-  if (typeof o.sizeBytes !== 'number') missing.push('sizeBytes');
-  if (missing.length) return `not a probe result (missing or wrong ${missing.join(', ')})`;
-  if (o.stages !== undefined && (typeof o.stages !== 'object' || o.stages === null)) return 'not a probe result ("stages" is not an object)';
-  return undefined;
+/** A line of a results file that was not used: where, and why. */
+export interface SkippedLine {
+  file: string;
+  line: number;
+  reason: string;
 }
 
-/** Parse the text of one results file. Blank lines are skipped. */
-export function parseResults(text: string, file: string): ProbeResult[] {
+/** Longest line of a results file (a probe result is a few KiB): past it the file is not a results file. */
+export const MAX_RESULT_LINE_BYTES = 16 * 1024 * 1024;
+
+const TORN_HINT = ' (a last line cut short by an interrupted run? `mxprobe run --resume` repairs the file)';
+
+/** One line into `out` or `skipped`. `lastUnterminated`: the file's final line, without its newline. */
+function takeLine(raw: string, at: { file: string; line: number; lastUnterminated: boolean }, out: ProbeResult[], skipped: SkippedLine[]): void {
+  const line = raw.trim();
+  if (!line) return;
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (err) {
+    skipped.push({ file: at.file, line: at.line, reason: `not JSON: ${(err as Error).message}${at.lastUnterminated ? TORN_HINT : ''}` });
+    return;
+  }
+  const c = checkResultLine(v);
+  if (c.ok) out.push(c.result);
+  else skipped.push({ file: at.file, line: at.line, reason: c.reason });
+}
+
+/**
+ * Parse the text of one results file. Blank lines are skipped; a line that is not JSON, or not a probe result by
+ * `ResultLineSchema` (every field checked), is left out and described in `skipped` (file, line, why): one bad
+ * line never stops a comparison, and never reaches a table or a report.
+ */
+export function parseResults(text: string, file: string, skipped: SkippedLine[] = []): ProbeResult[] {
   const out: ProbeResult[] = [];
   const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (!line) continue;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (err) {
-      const last = lines.slice(i + 1).every((l) => !l.trim());
-      const hint = last ? ' (a last line cut short by an interrupted run? `mxprobe run --resume` repairs the file)' : '';
-      throw new ResultsInputError('EPARSE', `${file}:${i + 1}: not JSON: ${(err as Error).message}${hint}`, file, i + 1, { cause: err });
-    }
-    const bad = checkResult(v);
-    if (bad) throw new ResultsInputError('EPARSE', `${file}:${i + 1}: ${bad}`, file, i + 1);
-    const r = v as ProbeResult;
-    if (!r.stages) r.stages = {};
-    out.push(r);
-  }
+  lines.forEach((l, i) => takeLine(l, { file, line: i + 1, lastUnterminated: i === lines.length - 1 }, out, skipped));
   return out;
 }
 
-/** Read and concatenate results files, in order. */
-export async function readResults(files: readonly string[]): Promise<ProbeResult[]> {
+/** Read and concatenate results files, in order, streamed with each line bounded (memory grows with the results, not the file). */
+export async function readResults(files: readonly string[], skipped: SkippedLine[] = []): Promise<ProbeResult[]> {
   const all: ProbeResult[] = [];
   for (const file of files) {
-    let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      await forEachLine(file, MAX_RESULT_LINE_BYTES, (l, line, lastUnterminated) => takeLine(l, { file, line, lastUnterminated }, all, skipped));
     } catch (err) {
+      if (err instanceof LineTooLongError) throw new ResultsInputError('EREAD', `${err.message}: not a results file`, file, err.line);
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new ResultsInputError('ENOENT', `${file}: no such results file`, file, undefined, { cause: err });
       if (code === 'EISDIR') throw new ResultsInputError('EREAD', `${file}: is a directory, expected a results file (.jsonl)`, file, undefined, { cause: err });
       throw new ResultsInputError('EREAD', `${file}: cannot read: ${(err as Error).message}`, file, undefined, { cause: err });
     }
-    for (const r of parseResults(text, file)) all.push(r);
   }
   return all;
 }

@@ -15,6 +15,7 @@ import { setExitCode } from './main.js';
 import { intArg } from './options.js';
 import { renderBisectResult, renderBisectStep } from './render.js';
 import { loadPlanOrExit, runPlanForCommand } from './verify.js';
+import { forTerminalDeep } from '../text.js';
 
 interface BisectFlags {
   path: string;
@@ -146,7 +147,7 @@ export async function bisectCommand(profile: string, f: BisectFlags): Promise<nu
       repeat: f.repeat ?? 2,
       maxProbes: f.maxProbes ?? 40,
       onStep: (s: BisectStep) => {
-        if (!f.json) process.stdout.write(`${renderBisectStep(s, color)}\n`);
+        if (!f.json) process.stdout.write(`${renderBisectStep(forTerminalDeep(s), color)}\n`);
       },
     });
   } catch (err) {
@@ -157,7 +158,8 @@ export async function bisectCommand(profile: string, f: BisectFlags): Promise<nu
   if (f.json) {
     process.stdout.write(`${JSON.stringify({ path: f.path, target: f.target ?? targetLabel(base.targets[0]!), out, exitCode: code, ...result }, null, 2)}\n`);
   } else {
-    process.stdout.write(`\n${renderBisectResult(result, f.path, color)}\n${result.evidence ? `  ${result.evidence.statement}\n` : ''}  results: ${out}\n`);
+    const shown = forTerminalDeep(result);
+    process.stdout.write(`\n${renderBisectResult(shown, f.path, color)}\n${shown.evidence ? `  ${shown.evidence.statement}\n` : ''}  results: ${out}\n`);
   }
   return code;
 }

@@ -4,7 +4,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { compare } from '../analyze/compare.js';
-import { ResultsInputError, readResults } from '../analyze/io.js';
+import { ResultsInputError, readResults, type SkippedLine } from '../analyze/io.js';
 import type { ProbeResult } from '../model.js';
 import { joinSink, loadSinkRecords, sinkEvidenceByCell, SinkRecordsError, type SinkRecord } from '../sink/index.js';
 import { CliError, EXIT } from './exit.js';
@@ -12,6 +12,7 @@ import { setExitCode } from './main.js';
 import { renderCompare } from './render.js';
 import { renderSinkEvidence } from './sink.js';
 import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { forTerminal, forTerminalDeep } from '../text.js';
 
 interface CompareFlags {
   json?: boolean;
@@ -42,7 +43,8 @@ Examples:
   mxprobe compare run.jsonl --sink sink-records.jsonl # join what the receiver got, by probe id
 
 Exit codes: 0 no stall finding, 1 stall findings (a path, size or target that stalls, with p < alpha),
-            2 bad input (a missing file, a line that is not a probe result: named as file:line).`;
+            2 bad input (a missing or unreadable file, no probe result at all). A line that is not a probe
+            result (not JSON, or a field of the wrong type) is skipped, named as file:line on stderr.`;
 
 function alphaArg(v: string): number {
   const x = Number(v);
@@ -50,10 +52,25 @@ function alphaArg(v: string): number {
   return x;
 }
 
-/** Read results files for a command; input problems become exit 2 with the file (and line) named. */
+/** Skipped lines shown one by one on stderr; the rest are counted. */
+const SKIPPED_SHOWN = 10;
+
+/** The stderr lines for results lines left out: each (up to SKIPPED_SHOWN) as file:line, then the count. */
+export function skippedLines(skipped: readonly SkippedLine[]): string[] {
+  if (skipped.length === 0) return [];
+  const out = skipped.slice(0, SKIPPED_SHOWN).map((s) => `mxprobe: warning: ${s.file}:${s.line}: skipped: ${forTerminal(s.reason, { oneLine: true })}`);
+  const more = skipped.length > SKIPPED_SHOWN ? ` (${skipped.length - SKIPPED_SHOWN} not shown)` : '';
+  out.push(`mxprobe: warning: ${skipped.length} line${skipped.length === 1 ? '' : 's'} skipped: not probe results${more}; the rest was used`);
+  return out;
+}
+
+/** Read results files for a command; missing or unreadable files become exit 2; bad lines are skipped, said on stderr. */
 export async function loadResults(files: string[]): Promise<ProbeResult[]> {
   try {
-    return await readResults(files);
+    const skipped: SkippedLine[] = [];
+    const results = await readResults(files, skipped);
+    for (const l of skippedLines(skipped)) process.stderr.write(`${l}\n`);
+    return results;
   } catch (err) {
     if (err instanceof ResultsInputError) throw new CliError(err.message, EXIT.USAGE);
     throw err;
@@ -66,7 +83,8 @@ async function loadSink(sources: string[]): Promise<SinkRecord[]> {
     try {
       all.push(...(await loadSinkRecords(src)));
     } catch (err) {
-      if (err instanceof SinkRecordsError) throw new CliError(err.message, EXIT.USAGE);
+      // records that are not records: bad input (2); a source that cannot be read in bounds: the environment (3)
+      if (err instanceof SinkRecordsError) throw new CliError(err.message, err.code === 'ESOURCE' && /^https?:\/\//i.test(src) ? EXIT.ENV : EXIT.USAGE);
       throw err;
     }
   }
@@ -103,8 +121,9 @@ export function register(program: Command): void {
         const width = process.stdout.columns || 120;
         const runs = [...new Set(results.map((x) => x.runId).filter(Boolean))];
         const head = `${results.length} probes from ${files.length === 1 ? files[0] : `${files.length} files`}${runs.length > 1 ? ` (${runs.length} runs)` : ''}`;
-        process.stdout.write(`${head}\n\n${renderCompare(r, { color, width })}\n`);
-        if (receiver?.length) process.stdout.write(`\n${renderSinkEvidence(receiver).join('\n')}\n`);
+        // names, reply texts and statements come from results files and servers: stripped before the terminal
+        process.stdout.write(`${forTerminal(head)}\n\n${renderCompare(forTerminalDeep({ cells: r.cells, findings: r.findings, verdict: r.verdict }), { color, width })}\n`);
+        if (receiver?.length) process.stdout.write(`\n${renderSinkEvidence(forTerminalDeep(receiver)).join('\n')}\n`);
       }
       if (flags.report) {
         await writeCommandReport(flags.report, { title: 'mxprobe compare', subtitle: files.join(', '), results, cells: r.cells, findings: r.findings, verdict: r.verdict });

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { CliError, EXIT } from './exit.js';
 import { UnitError } from '../units.js';
 import { ProfileError } from '../profile/errors.js';
+import { forTerminal } from '../text.js';
 
 /**
  * Each command lives in its own file and exports `register(program)`; add new ones here. They are imported
@@ -105,11 +106,11 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.USAGE;
     }
     if (err instanceof CliError) {
-      process.stderr.write(`mxprobe: ${err.message}\n`);
+      process.stderr.write(`mxprobe: ${forTerminal(err.message)}\n`);
       return err.exitCode;
     }
     if (err instanceof UnitError || err instanceof ProfileError) {
-      process.stderr.write(`mxprobe: ${err.message}\n`);
+      process.stderr.write(`mxprobe: ${forTerminal(err.message)}\n`);
       return EXIT.USAGE;
     }
     process.stderr.write(`mxprobe: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

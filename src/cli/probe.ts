@@ -3,7 +3,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_TIMEOUTS, QUIT_POINTS, type ProbeResult, type ProbeSpec, type QuitPoint, type Timeouts } from '../model.js';
-import { probe, validateSpec, AbortError, ProbeInputError, type ProbeOptions } from '../probe/index.js';
+import { probe, validateSpec, AbortError, ProbeEnvError, ProbeInputError, type ProbeOptions } from '../probe/index.js';
 import { composedMessage, fileMessage, MessageError, parseHeaderArg, type MessageSource } from '../probe/message.js';
 import type { CaptureSession } from '../probe/capture.js';
 import { stallWindowConflicts } from '../timeouts.js';
@@ -13,6 +13,7 @@ import { setExitCode } from './main.js';
 import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // real-target safety rules (issue 9)
 import { addressArg, collect, dnsServerArg, durationArg, hostArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
 import { liveProbePrinter, renderProbeTail } from './probe-render.js';
+import { forTerminalDeep } from '../text.js';
 
 export interface ProbeFlags {
   host?: { host: string; port?: number };
@@ -350,6 +351,7 @@ async function runProbeCommand(f: ProbeFlags, sizeGiven: boolean): Promise<numbe
   } catch (e) {
     if (e instanceof AbortError && e.result) result = e.result;
     else if (e instanceof ProbeInputError) throw new CliError(e.message, EXIT.USAGE);
+    else if (e instanceof ProbeEnvError) throw new CliError(e.message, EXIT.ENV);
     else throw e;
   } finally {
     stop.release();
@@ -357,7 +359,7 @@ async function runProbeCommand(f: ProbeFlags, sizeGiven: boolean): Promise<numbe
     await capture?.stop();
   }
   if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else process.stdout.write(renderProbeTail(result));
+  else process.stdout.write(renderProbeTail(forTerminalDeep(result))); // reply texts are the server's: no control characters
   return exitCodeOf(result, spec);
 }
 

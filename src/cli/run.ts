@@ -17,10 +17,13 @@ import { intArg } from './options.js';
 import { attachProgress } from './progress.js';
 import { renderCellTable } from './render.js';
 import { reportInputFor } from '../report/index.js';
-import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { checkReportWritable, REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { statSync } from 'node:fs';
+import { forTerminalDeep } from '../text.js';
 
 export interface RunFlags {
   out?: string;
+  append?: boolean;
   resume?: string;
   concurrency?: number;
   repeat?: number;
@@ -82,7 +85,9 @@ The profile's thresholds: (k6 style, e.g. 'body: p95 < 2s', 'stall_rate < 1%') a
 run; each failed one is printed with its value and by how much it missed.
 
 Exit codes: 0 every probe delivered, 1 some probe did not deliver (see the table; \`mxprobe compare FILE\` names
-the path and size), 2 bad profile or options (nothing sent), 3 environment error (results file not writable,
+the path and size), 2 bad profile or options (nothing sent; also: a profile above 1 MiB, a plan above 10000
+probes without --force, --out on a file that holds results without --append or --resume), 3 environment error
+(results file or --report not writable, checked before sending; disk full mid-run, with the resume command;
 source address not on this machine, tcpdump unavailable), 99 a threshold failed (k6's convention; takes
 precedence over 1, also with --json), 130 interrupted.
 Real servers: a target is "real" unless every host a probe of it connects to (target, MX hosts, relay) is a
@@ -104,6 +109,7 @@ export function register(program: Command): void {
     )
     .argument('<profile>', 'profile file (YAML)')
     .option('-o, --out <file>', 'results file (JSON Lines; default results/<runId>.jsonl)')
+    .option('--append', 'with --out FILE that holds results already: add this run to it (default: refused)')
     .option('--resume <file>', 'continue the run recorded in FILE: same runId, skip recorded probes, append')
     .option('-c, --concurrency <n>', 'probes in flight at once (overrides the profile)', intArg(1))
     .option('-r, --repeat <n>', 'probes per cell (overrides the profile)', intArg(1))
@@ -112,7 +118,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the probe order and message contents (overrides the profile)', intArg(0))
     .option('--json', 'print one JSON summary on stdout at the end (nothing else on stdout)')
     .option('-q, --quiet', 'no progress on stderr')
-    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises; --resume: append to a file another plan wrote')
+    .option('--force', 'real (non-loopback) targets: allow a profile rate above 1/s, and probes above the SIZE the server advertises; any plan: more than 10000 probes; --resume: append to a file another plan wrote')
     .option('--report <file.html>', REPORT_OPTION_HELP)
     .option('--transcript', "record each probe's SMTP conversation in its result line (AUTH masked, message elided); `compare FILE --report` shows it per probe")
     .addHelpText('after', HELP_AFTER)
@@ -143,6 +149,7 @@ export const RUN_ERROR_EXIT: Record<RunError['code'], number> = {
   EOUTPUT: EXIT.ENV,
   ECAPTURE: EXIT.ENV,
   EBIND: EXIT.ENV,
+  EENV: EXIT.ENV,
   EINPUT: EXIT.USAGE,
   EDNS: EXIT.USAGE,
   ERESUME: EXIT.USAGE,
@@ -187,6 +194,29 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
+/** `--out FILE` that already holds results: refused (exit 2) unless --append or --resume says what is meant. */
+function refuseExistingOut(file: string, profile: string): void {
+  let size = 0;
+  try {
+    size = statSync(file).size;
+  } catch {
+    return; // absent: the run creates it
+  }
+  if (size === 0) return;
+  throw new CliError(
+    `${file} already holds results: add --append to add this run to it, or --resume ${file} to finish the run in it ` +
+      `(mxprobe run ${profile} --resume ${file}), or give another --out`,
+  );
+}
+
+/** The summary of a run whose results file failed mid-run: what was recorded, and the resume command. */
+function writeFailedLines(kept: readonly ProbeResult[], profile: string, out: string): string[] {
+  return [
+    `${plural(kept.length, 'probe')} recorded before the results file failed: ${describeCounts(countOutcomes(kept))}`,
+    `once there is room again, finish with: mxprobe run ${profile} --resume ${out}`,
+  ];
+}
+
 export async function runCommand(profile: string, f: RunFlags): Promise<number> {
   if (f.resume && f.out && f.out !== f.resume) {
     throw new CliError(`--resume ${f.resume} appends to that file; drop --out ${f.out} (or give the same file)`);
@@ -194,6 +224,8 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
   const plan = await loadPlan(profile, f);
   const runId = newRunId();
   const out = f.resume ?? f.out ?? join('results', `${runId}.jsonl`);
+  if (f.out && !f.resume && !f.append) refuseExistingOut(f.out, profile);
+  if (f.report) await checkReportWritable(f.report);
 
   const stderr = process.stderr;
   const emitter = createRunEmitter();
@@ -248,6 +280,9 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
       force: !!f.force, // real-target guard override: rate above 1/s, probes above SIZE (src/probe/guards.ts)
     });
   } catch (err) {
+    progress?.stop();
+    // the results file failed mid-run (disk full): what was recorded is still said, and how to finish
+    if (err instanceof RunError && err.code === 'EOUTPUT' && kept.length > 0) process.stderr.write(`${writeFailedLines(kept, profile, out).join('\n')}\n`);
     if (err instanceof RunError) throw new CliError(err.message, RUN_ERROR_EXIT[err.code]);
     throw err;
   } finally {
@@ -291,7 +326,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     const color = !!process.stdout.isTTY && !process.env.NO_COLOR;
     const lines: string[] = [];
     lines.push('');
-    lines.push(renderCellTable(cells, { color, width: process.stdout.columns || 120 }));
+    lines.push(renderCellTable(forTerminalDeep(cells), { color, width: process.stdout.columns || 120 }));
     lines.push('');
     lines.push(`${plural(all.length, 'probe')} recorded: ${describeCounts(counts)}${summary.skipped ? ` (${summary.skipped} from before the resume)` : ''}`);
     if (thresholds.length) lines.push(`thresholds: ${thresholdFailed ? `${thresholds.filter((t) => !t.ok).length} of ${thresholds.length} FAILED (exit 99)` : 'all hold'}`, ...thresholds.map((t) => `  ${t.ok ? '✓' : '✗'} ${t.message}`));

@@ -13,8 +13,10 @@ import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { addressArg as mailAddressArg, collect, durationArg, intArg, parseHostPort } from './options.js';
 import { loadPlanOrExit } from './verify.js';
+import { forTerminal } from '../text.js';
 
 interface ServeFlags {
+  maxConnections?: number;
   profile?: string;
   interval: number;
   listen: { host: string; port: number };
@@ -133,6 +135,7 @@ export function register(program: Command): void {
     .option('--to <address>', 'without --profile: recipient of /probe messages, repeatable', collect(mailAddressArg))
     .option('--window <runs>', 'runs the findings on /metrics and /findings are computed over', intArg(1), 6)
     .option('--max-probes <n>', '/probe requests probing at once; more get 429', intArg(1), 8)
+    .option('--max-connections <n>', 'concurrent HTTP connections (lowered to keep file descriptors for probes under ulimit -n)', intArg(1), 64)
     .option('--json', 'log one JSON object per line (event: listening | run | probe-request | stopped)')
     .option('-q, --quiet', 'log only errors')
     .addHelpText('after', HELP_AFTER)
@@ -157,11 +160,11 @@ export async function serveCommand(f: ServeFlags): Promise<number> {
   const quiet = !!f.quiet;
   const log = (obj: Record<string, unknown>, text: string): void => {
     if (quiet) return;
-    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n` : `${text}\n`);
+    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n` : `${forTerminal(text)}\n`);
   };
   const logError = (obj: Record<string, unknown>, text: string): void => {
     if (json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n`);
-    else process.stderr.write(`${text}\n`);
+    else process.stderr.write(`${forTerminal(text)}\n`);
   };
 
   const opts: ServeOptions = {
@@ -170,6 +173,7 @@ export async function serveCommand(f: ServeFlags): Promise<number> {
     intervalMs: f.interval,
     windowRuns: f.window,
     maxConcurrentProbes: f.maxProbes,
+    maxConnections: f.maxConnections,
   };
   if (plan) opts.plan = plan;
   if (f.out) opts.out = f.out;
@@ -228,6 +232,7 @@ export async function serveCommand(f: ServeFlags): Promise<number> {
       `the run took ${formatMs(e.durationMs)}, longer than --interval ${formatMs(f.interval)}: the next starts now (${plural(e.skipped, 'interval')} skipped)`,
     ),
   );
+  serve.on('server-error', (e) => logError({ event: 'server-error', code: e.code, error: e.message }, `mxprobe serve: ${e.message}`));
   serve.on('probe-request', (e) => {
     const what = `${e.target ?? '?'}${e.path ? ` ${e.path}` : ''}${e.sizeBytes !== undefined ? ` ${formatSize(e.sizeBytes)}` : ''}`;
     const text =

@@ -15,6 +15,7 @@ import { formatMs, formatSize, parseDuration } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { collect, durationArg, hostPortArg, intArg, sizeArg } from './options.js';
+import { forTerminal, forTerminalDeep } from '../text.js';
 
 interface SinkFlags {
   listen: { host: string; port: number };
@@ -242,10 +243,11 @@ async function runSink(f: SinkFlags): Promise<number> {
       process.stdout.write(`${JSON.stringify(r)}\n`);
       return;
     }
-    const line = renderSinkRecord(r);
+    // header values and names come from any network client: no control character reaches the terminal
+    const line = renderSinkRecord(forTerminalDeep(r));
     if (line) process.stdout.write(`${clock()} ${line}\n`);
   });
-  sink.onError((e) => process.stderr.write(`mxprobe sink: warning: ${e.message}\n`));
+  sink.onError((e) => process.stderr.write(`mxprobe sink: warning: ${forTerminal(e.message)}\n`));
 
   const tlsNote = opts.tls ? (opts.tls.implicit ? ', implicit TLS' : ', STARTTLS offered') : '';
   const hostShown = sink.host.includes(':') ? `[${sink.host}]` : sink.host;

@@ -16,7 +16,8 @@ import { attachProgress } from './progress.js';
 import { RUN_ERROR_EXIT } from './run.js';
 import { renderVerify } from './render.js';
 import { reportInputFor } from '../report/index.js';
-import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { checkReportWritable, REPORT_OPTION_HELP, writeCommandReport } from './report.js';
+import { forTerminal, forTerminalDeep } from '../text.js';
 
 interface VerifyFlags {
   baseline: string;
@@ -132,6 +133,7 @@ export async function verifyCommand(after: string | undefined, f: VerifyFlags): 
   let afterLabel: string;
   if (f.profile) {
     const plan = await loadPlanOrExit(f.profile);
+    if (f.report) await checkReportWritable(f.report); // before any probe is sent
     thresholds.push(...(plan.thresholds ?? []));
     const out = f.out ?? join('results', `${newRunId()}.jsonl`);
     const run = await runPlanForCommand(plan, out, !!f.quiet || !!f.json);
@@ -171,7 +173,7 @@ export async function verifyCommand(after: string | undefined, f: VerifyFlags): 
     const width = process.stdout.columns || 120;
     process.stdout.write(
       `baseline ${f.baseline} (${before.length} probes) → new run ${afterLabel} (${afterResults.length} probes)\n\n` +
-        `${renderVerify(v, th, { color, width, expectFixed: !!f.expectFixed })}\n${summary}\n`,
+        `${renderVerify(forTerminalDeep(v), forTerminalDeep(th), { color, width, expectFixed: !!f.expectFixed })}\n${forTerminal(summary)}\n`,
     );
   }
   if (f.report) {

@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import { ProbeError } from './errors.js';
+import { scrubSecrets, secretForms } from '../text.js';
 
 export interface ProxyUrl {
   kind: 'socks5' | 'socks5h' | 'http';
@@ -15,30 +16,69 @@ export interface ProxyUrl {
   pass?: string;
 }
 
-/** Parse `socks5://[user:pass@]host:port`, `socks5h://…`, `http://…`. Throws Error with a clear message. */
+const PROXY_EXPECTED = 'expected socks5://[user:pass@]host:port, socks5h://host:port or http://[user:pass@]host:port';
+
+/**
+ * Parse `socks5://[user:pass@]host:port`, `socks5h://…`, `http://…` with WHATWG `URL` (percent-encoding rules:
+ * a `@`, `/` or `:` in a password is written `%40`, `%2F`, `%3A`). Throws Error with a clear message that never
+ * holds the raw text: a URL that does not parse may have its password anywhere in it.
+ */
 export function parseProxyUrl(text: string): ProxyUrl {
   let u: URL;
   try {
-    u = new URL(text);
+    u = new URL(text.trim());
   } catch {
-    throw new Error(`not a proxy URL: "${redactProxy(text)}" (expected socks5://host:port or http://host:port)`);
+    const badPort = /:(\d+)\/?$/.exec(text.trim());
+    const why = badPort && Number(badPort[1]) > 65535 ? 'its port is out of range (1-65535)' : PROXY_EXPECTED;
+    throw new Error(`not a proxy URL (${schemeOf(text)}…, not shown: it may hold a password); ${why}`);
   }
-  const scheme = u.protocol.replace(/:$/, '');
+  const scheme = u.protocol.replace(/:$/, '').toLowerCase();
   if (scheme !== 'socks5' && scheme !== 'socks5h' && scheme !== 'http') {
-    throw new Error(`unsupported proxy scheme "${scheme}" (expected socks5, socks5h or http)`);
+    const why = scheme === 'https' ? 'TLS to the proxy is not supported; use http:// (CONNECT)' : scheme.startsWith('socks') ? 'only SOCKS5 is supported' : PROXY_EXPECTED;
+    throw new Error(`unsupported proxy scheme "${scheme}://": ${why}`);
   }
-  const port = u.port ? Number(u.port) : scheme === 'http' ? 8080 : 1080;
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  if (!host) throw new Error(`proxy URL has no host: "${redactProxy(text)}"`);
+  if (!host) throw new Error(`proxy URL has no host (${redactParsed(u)}); ${PROXY_EXPECTED}`);
+  if ((u.pathname !== '' && u.pathname !== '/') || u.search || u.hash) {
+    throw new Error(
+      `proxy URL has something after host:port (${scheme}://…, not shown: it may hold a password); ` +
+        'a "/", "?" or "#" in a user name or password must be percent-encoded (%2F, %3F, %23)',
+    );
+  }
+  // URL drops a port equal to the scheme's default (http: 80): an explicit `:80` is still port 80
+  const port = u.port ? Number(u.port) : /:80\/?$/.test(text.trim()) ? 80 : scheme === 'http' ? 8080 : 1080;
   const out: ProxyUrl = { kind: scheme, host, port };
-  if (u.username) out.user = decodeURIComponent(u.username);
-  if (u.password) out.pass = decodeURIComponent(u.password);
+  try {
+    if (u.username) out.user = decodeURIComponent(u.username);
+    if (u.password) out.pass = decodeURIComponent(u.password);
+  } catch {
+    throw new Error(`proxy URL has a malformed %-escape in its user name or password (${redactParsed(u)})`);
+  }
   return out;
 }
 
-/** The proxy URL without credentials, for results and messages. */
+/** `scheme://` of a text that may not parse, or nothing when it has none (never more of the text). */
+function schemeOf(text: string): string {
+  const m = /^\s*([A-Za-z][A-Za-z0-9+.-]{0,15}):\/\//.exec(text);
+  return m ? `${m[1]!.toLowerCase()}://` : '';
+}
+
+/** A parsed URL as `scheme://host:port`, from its parts: credentials are never part of it. */
+function redactParsed(u: URL): string {
+  return `${u.protocol}//${u.host}`;
+}
+
+/**
+ * The proxy URL without credentials, for results and messages, built from the parsed parts. A text that does
+ * not parse as a proxy URL is not shown at all.
+ */
 export function redactProxy(text: string): string {
-  return text.replace(/\/\/[^/@]*@/, '//');
+  try {
+    parseProxyUrl(text);
+  } catch {
+    return `${schemeOf(text) || 'proxy://'}(invalid URL, not shown)`;
+  }
+  return redactParsed(new URL(text.trim()));
 }
 
 /** Buffered reads from a socket during a proxy handshake; leftovers are unshifted back when done. */
@@ -159,7 +199,8 @@ async function httpConnect(sock: net.Socket, p: ProxyUrl, host: string, port: nu
       req += `Proxy-Authorization: Basic ${Buffer.from(`${p.user}:${p.pass ?? ''}`).toString('base64')}\r\n`;
     }
     sock.write(`${req}\r\n`);
-    const head = (await r.readUntil('\r\n\r\n', 16 * 1024)).toString('latin1');
+    // a proxy may echo the request, Proxy-Authorization included: scrub the password's forms from what is kept
+    const head = scrubSecrets((await r.readUntil('\r\n\r\n', 16 * 1024)).toString('latin1'), secretForms(p.pass ?? '', p.user));
     const m = /^HTTP\/1\.[01] (\d{3})([^\r\n]*)/.exec(head);
     if (!m) throw new ProbeError('EPROXY', `not an HTTP proxy reply: ${JSON.stringify(head.slice(0, 60))}`, 'connect');
     const status = Number(m[1]);

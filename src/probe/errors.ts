@@ -1,4 +1,5 @@
 import type { Outcome, Stage } from '../model.js';
+import { openFileLimit } from '../fsutil.js';
 
 /**
  * One error type for everything that ends a probe early, with a stable `code`, the `stage` it happened in, the
@@ -37,6 +38,29 @@ export class ProbeError extends Error {
 export class ProbeInputError extends Error {
   override name = 'ProbeInputError';
   readonly code = 'EINPUT';
+}
+
+/**
+ * The machine, not the network: this process ran out of file descriptors and could not open a socket. Not a
+ * measurement (a `reset` here would blame the path): `probe` rejects with it, the runner stops with exit 3.
+ */
+export class ProbeEnvError extends Error {
+  override name = 'ProbeEnvError';
+  readonly code = 'EENV';
+}
+
+/** Read when the engine loads: once descriptors run out, even /proc/self/limits cannot be opened. */
+const FD_LIMIT = openFileLimit();
+
+/** EMFILE / ENFILE anywhere in an error's cause chain, said in words with the limit; undefined otherwise. */
+export function descriptorExhaustion(err: unknown, limit: number | undefined = FD_LIMIT): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.code === 'EMFILE') {
+      return `out of file descriptors (EMFILE): this process has reached ${limit === undefined ? 'its limit of' : `its limit of ${limit}`} open files (ulimit -n), so no socket could be opened; nothing was measured. Raise ulimit -n or lower the concurrency`;
+    }
+    if (e.code === 'ENFILE') return 'out of file descriptors (ENFILE): the system has reached its limit of open files (fs.file-max), so no socket could be opened; nothing was measured';
+  }
+  return undefined;
 }
 
 /** The only mapping from error codes to outcomes. */

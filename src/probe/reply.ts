@@ -1,5 +1,6 @@
 import type { SmtpReply } from '../model.js';
 import { ProbeError } from './errors.js';
+import { scrubSecrets } from '../text.js';
 import type { Stage } from '../model.js';
 
 /** Longest reply line accepted (RFC 5321 allows 512; real servers send longer EHLO lines). */
@@ -18,6 +19,12 @@ export class ReplyParser {
   private lines: string[] = [];
   private code = 0;
 
+  /**
+   * `secrets`: forms of a secret the server may echo (`secretForms`, src/text.ts). Each line is scrubbed of them
+   * before it is parsed, so no reply, error message or result built from a reply can hold one.
+   */
+  constructor(private readonly secrets: readonly string[] = []) {}
+
   push(chunk: Buffer, stage: Stage): SmtpReply[] {
     this.buf += chunk.toString('latin1');
     const out: SmtpReply[] = [];
@@ -35,7 +42,8 @@ export class ReplyParser {
     return out;
   }
 
-  private line(line: string, stage: Stage): SmtpReply | undefined {
+  private line(raw: string, stage: Stage): SmtpReply | undefined {
+    const line = scrubSecrets(raw, this.secrets);
     if (line.length > MAX_LINE_BYTES) {
       throw new ProbeError('EPROTOCOL', `reply line longer than ${MAX_LINE_BYTES} bytes`, stage);
     }

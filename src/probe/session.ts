@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Attempt, ProbeResult, ProbeSpec, QuitPoint, RecipientResult, ResolvedRecords, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode, TranscriptLine } from '../model.js';
-import { classify, inWords, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
+import { classify, descriptorExhaustion, inWords, ProbeEnvError, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
 import { BodyPeek, replyLines } from './transcript.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
@@ -21,6 +21,7 @@ import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import { stallMessage, Watchdog, type StallCall } from './watchdog.js';
 import { probeResolver, resolveAddresses, resolveMxHosts } from './endpoints.js';
 import { formatSize } from '../units.js';
+import { lineBreakIn, secretForms } from '../text.js';
 import type { CaptureSession } from './capture.js';
 import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
 
@@ -55,8 +56,35 @@ class QuitAfter extends Error {
   }
 }
 
+/**
+ * Every value of a spec that goes into an SMTP command line or a generated header, by field name. A CR, LF or NUL
+ * in one of them would end the command early and smuggle the rest in as commands of its own.
+ */
+export function commandLineFields(spec: ProbeSpec): Array<[string, string | undefined]> {
+  return [
+    ['ehloName', spec.ehloName],
+    ['envelope.from', spec.envelope.from],
+    ...spec.envelope.to.map((t, i): [string, string] => [`envelope.to[${i}]`, t]),
+    ['auth.user', spec.auth?.user],
+    ['probeId', spec.probeId],
+    ['runId', spec.runId],
+    ['servername', spec.servername],
+    ['target.host', spec.target.host],
+    ['target.mx', spec.target.mx],
+  ];
+}
+
+/** Throws ProbeInputError naming the field when a command-line value holds CR, LF or NUL (also checked by `probe`). */
+export function refuseLineBreaks(spec: ProbeSpec): void {
+  for (const [field, v] of commandLineFields(spec)) {
+    const bad = v === undefined ? undefined : lineBreakIn(v);
+    if (bad) throw new ProbeInputError(`${field} holds a ${bad} character: refused (it would end the SMTP command line early)`);
+  }
+}
+
 /** Check what can be checked before anything is sent. Throws ProbeInputError. */
 export function validateSpec(spec: ProbeSpec): void {
+  refuseLineBreaks(spec);
   if (!spec.envelope.to.length) throw new ProbeInputError('no recipient: give at least one --to');
   if (!spec.target.host && !spec.target.mx && !spec.path.relay) throw new ProbeInputError('no target: give --host or --mx');
   if (spec.auth && process.env[spec.auth.passEnv] === undefined) {
@@ -141,9 +169,11 @@ class Transaction {
 
   private raw: net.Socket | undefined; // the TCP socket (to the server or the proxy)
   private sock: net.Socket | undefined; // what we speak SMTP on (raw, or TLS over raw)
-  private parser = new ReplyParser();
+  private parser: ReplyParser;
   private replies: SmtpReply[] = [];
   private replyWaiter: ((r: SmtpReply) => void) | undefined;
+  /** The stage in which a reply arrived that no command was waiting for (a desync: `command` ends the probe). */
+  private unsolicitedAt: Stage | undefined;
 
   private failure: ProbeError | undefined;
   private failReject!: (e: ProbeError) => void;
@@ -175,9 +205,17 @@ class Transaction {
     private readonly spec: ProbeSpec,
     private readonly opts: ProbeOptions,
   ) {
+    // a server that echoes the AUTH secret (in any encoding) must not get it into a result
+    this.parser = this.newParser();
     this.failed = new Promise<never>((_, reject) => (this.failReject = reject));
     this.failed.catch(() => undefined); // observed through guard()
     this.watchdog = this.newWatchdog();
+  }
+
+  /** The reply parser scrubs every known form of the AUTH secret from what the server says (text.ts). */
+  private newParser(): ReplyParser {
+    const { auth } = this.spec;
+    return new ReplyParser(auth ? secretForms(process.env[auth.passEnv] ?? '', auth.user) : []);
   }
 
   private newWatchdog(): Watchdog {
@@ -385,6 +423,7 @@ class Transaction {
         this.replyWaiter = undefined;
         w(r);
       } else {
+        if (!this.replies.length) this.unsolicitedAt = this.current?.stage;
         this.replies.push(r);
       }
     }
@@ -430,6 +469,16 @@ class Transaction {
   }
 
   private async command(line: string, shown?: string): Promise<SmtpReply> {
+    // a reply waiting before this command is sent answers nothing we asked: reading it as this command's reply
+    // would put every later reply one late (a desync), so the probe ends here, naming the extra line
+    const extra = this.replies[0];
+    // RFC 5321 §3.8: a server may send 421 unasked before it closes; that is a refusal, not a desync
+    if (extra?.code === 421) this.reject(this.unsolicitedAt ?? this.current?.stage ?? 'greeting', extra);
+    if (extra) {
+      throw new ProbeError('EPROTOCOL', `unsolicited reply after ${this.lastCommand ?? 'the greeting'}: ${formatReply(extra)}`, this.unsolicitedAt ?? this.current?.stage ?? 'greeting', {
+        lastCommand: this.lastCommand,
+      });
+    }
     this.lastCommand = shown ?? line;
     this.note('>', shown ?? line);
     this.write(`${line}\r\n`);
@@ -450,6 +499,7 @@ class Transaction {
     const signal = this.opts.signal;
     const onAbort = () => this.fail(new ProbeError('EABORTED', 'aborted', this.current?.stage ?? 'connect'));
     if (signal?.aborted) throw new AbortError('aborted before start');
+    refuseLineBreaks(spec);
     if (spec.auth && process.env[spec.auth.passEnv] === undefined) {
       throw new ProbeInputError(`AUTH secret: environment variable ${spec.auth.passEnv} is not set`);
     }
@@ -493,6 +543,8 @@ class Transaction {
       aborted.result = this.result(message);
       throw aborted;
     }
+    const noFd = descriptorExhaustion(this.failure); // the machine, not the network: not a measurement
+    if (noFd) throw new ProbeEnvError(noFd);
     return this.result(message);
   }
 
@@ -664,7 +716,7 @@ class Transaction {
     this.raw = this.sock = undefined;
     this.tuple = undefined;
     this.connectedTo = undefined;
-    this.parser = new ReplyParser();
+    this.parser = this.newParser();
     this.replies = [];
     this.replyWaiter = undefined;
     this.lastReply = undefined;
@@ -889,6 +941,7 @@ class Transaction {
     const savedCommand = this.lastCommand;
     this.failure = undefined;
     this.replaceFailed();
+    this.replies.length = 0; // what came unasked before QUIT (checked by command) does not matter any more
     try {
       this.begin('quit');
       await this.command('QUIT');

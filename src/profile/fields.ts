@@ -9,6 +9,7 @@ import type { TlsMode } from '../model.js';
 import type { Threshold } from './plan.js';
 import { formatSize, parseDuration, parseRate, parseSize, UnitError } from '../units.js';
 import { closest, show } from './errors.js';
+import { parseProxyUrl, redactProxy } from '../probe/egress.js';
 
 export class FieldError extends Error {
   override name = 'FieldError';
@@ -161,27 +162,24 @@ export function toText(v: string, what: string): string {
   return s;
 }
 
-const maskUrl = (s: string): string => s.replace(/^([a-z0-9]+:\/\/[^:@/]*):[^@/]*@/i, '$1:***@');
-
-const PROXY = /^([A-Za-z0-9+.-]+):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?(\[[^\]/]+\]|[^:/@[\]]+)(?::(\d*))?\/?$/;
-
-/** `socks5://[user:pass@]host:port`, `socks5h://…` (names resolved by the proxy) or `http://[user:pass@]host:port` (CONNECT). */
+/**
+ * `socks5://[user:pass@]host:port`, `socks5h://…` (names resolved by the proxy) or `http://[user:pass@]host:port`
+ * (CONNECT). Parsed by the engine's own `parseProxyUrl` (WHATWG URL rules); messages show only the parsed
+ * `scheme://host:port`, never the text (it may hold a password).
+ */
 export function toProxy(v: string): string {
   const s = v.trim();
-  const m = PROXY.exec(s);
-  const expected = 'expected socks5://[user:pass@]host:port, socks5h://host:port or http://[user:pass@]host:port';
-  if (!m) return fail(`not a proxy URL (${show(maskUrl(s))}); ${expected}`);
-  const scheme = m[1]!.toLowerCase();
-  if (scheme !== 'socks5' && scheme !== 'socks5h' && scheme !== 'http') {
-    const why =
-      scheme === 'https' ? 'TLS to the proxy is not supported; use http:// (CONNECT)' :
-      scheme.startsWith('socks') ? 'only SOCKS5 is supported' : `${expected}`;
-    return fail(`unsupported proxy scheme "${scheme}://": ${why}`);
+  let p: ReturnType<typeof parseProxyUrl>;
+  try {
+    p = parseProxyUrl(s);
+  } catch (err) {
+    return fail((err as Error).message);
   }
-  const host = m[4]!.replace(/^\[|\]$/g, '');
-  if (!isIP(host) && !HOSTNAME.test(host)) return fail(`proxy host ${show(host)} is not a host name or an IP address`);
-  if (!m[5]) return fail(`give the proxy port explicitly (${show(maskUrl(s))}), e.g. ${scheme}://${m[4]}:${scheme === 'http' ? 3128 : 1080}`);
-  toInt(m[5], 'a proxy port', 1, 65535);
+  if (!isIP(p.host) && !HOSTNAME.test(p.host)) return fail(`proxy host ${show(p.host)} is not a host name or an IP address`);
+  if (!/:\d+\/?$/.test(s)) {
+    const shown = redactProxy(s);
+    return fail(`give the proxy port explicitly (${shown}), e.g. ${shown}:${p.kind === 'http' ? 3128 : 1080}`);
+  }
   return s;
 }
 

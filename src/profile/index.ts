@@ -12,6 +12,7 @@ export {
   DEFAULT_CONCURRENCY,
   DEFAULT_SEED,
   SHIPPED_PROFILES_DIR,
+  MAX_PROFILE_BYTES,
 } from './load.js';
 export type { LoadOptions, PlanOverrides } from './load.js';
 export { profileJsonSchema } from './json-schema.js';

@@ -3,7 +3,7 @@
  * → cross-field rules and defaults → profileHash. Each step reports every issue it finds, located in the file.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
@@ -12,6 +12,7 @@ import { DEFAULT_TIMEOUTS } from '../model.js';
 import type { PathSpec, TargetSpec, Timeouts } from '../model.js';
 import type { Plan } from './plan.js';
 import { closest, formatPath, ProfileError, show } from './errors.js';
+import { minMessageSize } from '../probe/message.js';
 import type { ProfileIssue, RawIssue } from './errors.js';
 import { interpolate } from './interpolate.js';
 import type { Env } from './interpolate.js';
@@ -250,6 +251,8 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
     });
   }
 
+  sizeIssues(p.sizes, p.envelope).forEach((x) => issues.push(x));
+
   const plan: Plan = {
     name: p.name,
     source,
@@ -273,6 +276,18 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
   if (p.capture !== undefined) plan.captureDir = p.capture;
   plan.profileHash = computeProfileHash(plan);
   return plan;
+}
+
+/** A probe id as long as the ones a run makes (`<runId>-<10 hex>`), for the size of the generated headers. */
+const SAMPLE_PROBE_ID = '20000101T000000Z-0000-0000000000';
+
+/** Sizes below the smallest generated message with these addresses, as issues at `sizes[i]` (so with its line). */
+function sizeIssues(sizes: number[] | undefined, envelope: { from: string; to: string[] }): RawIssue[] {
+  if (!sizes) return [];
+  const min = Math.max(...[0, 0xffff_ffff].map((seed) => minMessageSize({ probeId: SAMPLE_PROBE_ID, seed, from: envelope.from, to: envelope.to })));
+  return sizes.flatMap((size, i) =>
+    size < min ? [{ path: ['sizes', i], message: `${size} bytes is below the smallest probe message with these addresses (${min} bytes, the headers alone): give at least ${min}` }] : [],
+  );
 }
 
 const sortSizes = (sizes: number[]): number[] => [...new Set(sizes)].sort((a, b) => a - b);
@@ -317,6 +332,7 @@ function isCyclic(v: unknown, open: Set<object> = new Set()): boolean {
 
 /** Parse and validate profile text. `source` names the file in messages. Throws ProfileError listing every issue. */
 export function parseProfile(text: string, source: string, opts: LoadOptions = {}): Plan {
+  if (text.length > MAX_PROFILE_BYTES) throw new ProfileError(source, [{ path: '', message: tooLarge(`${text.length} characters`) }]);
   const env = opts.env ?? process.env;
   const lc = new LineCounter();
   const doc = parseDocument(text.replace(/^\uFEFF/, ''), { lineCounter: lc, prettyErrors: true, merge: true, uniqueKeys: true });
@@ -368,12 +384,41 @@ export function parseProfile(text: string, source: string, opts: LoadOptions = {
   return plan;
 }
 
-/** Read and validate a profile file. A missing or unreadable file is a ProfileError too. */
+/** The largest profile read (bytes): a profile is a page of YAML; above this it is refused before parsing. */
+export const MAX_PROFILE_BYTES = 1024 * 1024;
+
+const tooLarge = (what: string): string =>
+  `the profile is ${what}, above the limit of ${MAX_PROFILE_BYTES / 1024 / 1024} MiB: a profile is a page of YAML (is this the right file?)`;
+
+/** At most `max + 1` bytes of a file (a device such as /dev/zero never ends: its size is not what stat says). */
+async function readHead(file: string, max: number): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (st.isFile() && st.size > max) return Buffer.alloc(max + 1);
+    const buf = Buffer.alloc(max + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Read and validate a profile file. A missing or unreadable file is a ProfileError too; so is one above MAX_PROFILE_BYTES. */
 export async function loadProfile(file: string, opts: LoadOptions = {}): Promise<Plan> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    const head = await readHead(file, MAX_PROFILE_BYTES);
+    if (head.length > MAX_PROFILE_BYTES) throw new ProfileError(file, [{ path: '', message: tooLarge('larger than that') }]);
+    text = head.toString('utf8');
   } catch (err) {
+    if (err instanceof ProfileError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const message =
       code === 'ENOENT'
@@ -420,7 +465,10 @@ export function applyOverrides(plan: Plan, o: PlanOverrides): Plan {
   if (o.sizes !== undefined) {
     if (o.sizes.length === 0) issues.push({ path: 'sizes', message: 'the override lists no size' });
     const sizes = o.sizes.map((s) => check('sizes', () => toSize(s)));
-    if (sizes.every((s): s is number => s !== undefined)) next.sizes = sortSizes(sizes);
+    if (sizes.every((s): s is number => s !== undefined)) {
+      for (const x of sizeIssues(sizes, plan.envelope)) issues.push({ path: 'sizes', message: x.message });
+      next.sizes = sortSizes(sizes);
+    }
   }
   if (o.paths !== undefined) {
     const known = plan.paths.map((q) => q.name);

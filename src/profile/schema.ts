@@ -6,6 +6,7 @@
 import * as z from 'zod';
 import { STAGES, TLS_MODES } from '../model.js';
 import { show } from './errors.js';
+import { lineBreakIn } from '../text.js';
 import {
   FieldError,
   parseHostPort,
@@ -50,7 +51,15 @@ function conv<I, O>(fn: (v: I) => O) {
 const typeMsg = (what: string) => (iss: { input?: unknown }) =>
   iss.input === undefined ? `missing (expected ${what})` : `expected ${what}, got ${show(iss.input)}`;
 
-const str = (what: string) => z.string({ error: typeMsg(what) });
+/**
+ * Every string of a profile: no CR, LF or NUL inside it (a value ending in a newline, as a YAML block scalar
+ * gives, is trimmed). A line break in an EHLO name, an address or a user name would smuggle in SMTP commands.
+ */
+const str = (what: string) =>
+  z.string({ error: typeMsg(what) }).check((ctx) => {
+    const bad = lineBreakIn(ctx.value.trim());
+    if (bad) ctx.issues.push({ code: 'custom', message: `holds a ${bad} character (expected ${what} on one line): refused, it would end an SMTP command line early`, input: ctx.value });
+  });
 /** Numbers may also arrive as strings: `port: '${MXPROBE_PORT:-2525}'`. */
 const numLike = (what: string) => z.union([z.number(), z.string()], { error: typeMsg(what) });
 const boolLike = (what: string) =>

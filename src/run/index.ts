@@ -18,6 +18,7 @@ import { expandPlan, newRunId, type PlannedProbe } from './expand.js';
 import { ResultsWriter, readResultsFile, type ResultsFile } from './jsonl.js';
 import { expandMxTargets, type ResolveMx } from './mx.js';
 import { guardPlan } from '../probe/guards.js'; // real-target safety rules (issue 9)
+import { parseProxyUrl } from '../probe/egress.js';
 
 export { RunError, type RunErrorCode } from './errors.js';
 export {
@@ -154,14 +155,26 @@ export interface RunSummary {
   warnings: string[];
 }
 
+/** The most probes a plan may have without `force` (`run --force`): a typo such as `repeat: 10000` is not a run. */
+export const MAX_PLAN_PROBES = 10_000;
+
+/** Why a plan is refused for its size (targets × paths × sizes × repeat above MAX_PLAN_PROBES), or undefined. */
+export function planSizeRefusal(plan: Pick<Plan, 'targets' | 'paths' | 'sizes' | 'repeat'>, force: boolean): string | undefined {
+  const n = plan.targets.length * plan.paths.length * plan.sizes.length * plan.repeat;
+  if (force || n <= MAX_PLAN_PROBES) return undefined;
+  return (
+    `the plan has ${n} probes (${plan.targets.length} targets x ${plan.paths.length} paths x ${plan.sizes.length} sizes x repeat ${plan.repeat}), ` +
+    `above the limit of ${MAX_PLAN_PROBES}: lower repeat: or the sizes, or add --force if you mean it`
+  );
+}
+
 /** The TCP ports the probes of a plan connect to (targets, relays, proxies): the capture filter. */
 export function planPorts(plan: Plan): number[] {
   const ports = new Set<number>();
   for (const t of plan.targets) ports.add(t.port);
   for (const p of plan.paths) {
     if (p.relay) ports.add(p.relay.port);
-    const m = p.proxy ? /:(\d+)\/?$/.exec(p.proxy) : null;
-    if (m) ports.add(Number(m[1]));
+    if (p.proxy) ports.add(parseProxyUrl(p.proxy).port);
   }
   return [...ports].sort((a, b) => a - b);
 }
@@ -311,6 +324,8 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     const t = guard.policy.real[0]!;
     warn(`target ${t.label} is a real server (${t.reason}): at most ${plan.ratePerTarget}/s per target (set rate: in the profile to change it)`);
   }
+  const tooMany = planSizeRefusal({ ...plan, targets }, !!opts.force);
+  if (tooMany) throw new RunError('EINPUT', `nothing sent: ${tooMany}`);
   const specs = expandPlan({ ...plan, targets }, { runId });
   if (opts.force) for (const s of specs) s.force = true; // real-target guard override (guards.ts, `run --force`)
   const validate = opts.validate ?? (await loadEngine()).validateSpec;
@@ -487,7 +502,9 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     fail(
       code === 'EINPUT'
         ? new RunError('EINPUT', `probe ${spec.probeId} (${describeSpec(spec)}): ${msg}`, { cause: err })
-        : err instanceof Error
+        : code === 'EENV'
+          ? new RunError('EENV', `probe ${spec.probeId} (${describeSpec(spec)}): ${msg}`, { cause: err })
+          : err instanceof Error
           ? err
           : new Error(`probe ${spec.probeId} failed: ${msg}`),
     );

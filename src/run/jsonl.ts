@@ -2,33 +2,11 @@
  * The results file: JSON Lines, one ProbeResult per line, appended synchronously as each probe finishes, so a
  * crash or `kill -9` loses only the probes in flight and every complete line parses.
  */
-import { mkdirpSync } from '../fsutil.js';
+import { fsErrorWords, mkdirpSync } from '../fsutil.js';
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statfsSync, truncateSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ProbeResult } from '../model.js';
 import { RunError } from './errors.js';
-
-function why(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'ENOTDIR':
-    case 'EEXIST': // mkdir -p over a file
-      return 'a part of the path is a file, not a folder';
-    case 'EISDIR':
-      return 'it is a folder';
-    case 'EROFS':
-      return 'read-only file system';
-    case 'ENOSPC':
-      return 'no space left on the device';
-    case 'EDQUOT':
-      return 'disk quota exceeded';
-    default:
-      return e?.code ? `${e.code}: ${e.message}` : String(err);
-  }
-}
 
 /** An append-only JSONL file. `open` fails early (before any probe) when the file cannot be written. */
 export class ResultsWriter {
@@ -46,14 +24,14 @@ export class ResultsWriter {
     try {
       mkdirpSync(dir);
     } catch (err) {
-      throw new RunError('EOUTPUT', `cannot write results to ${file}: cannot create the folder ${dir} (${why(err)})`, { cause: err });
+      throw new RunError('EOUTPUT', `cannot write results to ${file}: cannot create the folder ${dir} (${fsErrorWords(err)})`, { cause: err });
     }
     let fd: number;
     try {
       if (opts.truncateTo !== undefined) truncateSync(file, opts.truncateTo);
       fd = openSync(file, 'a');
     } catch (err) {
-      throw new RunError('EOUTPUT', `cannot write results to ${file}: ${why(err)}`, { cause: err });
+      throw new RunError('EOUTPUT', `cannot write results to ${file}: ${fsErrorWords(err)}`, { cause: err });
     }
     const w = new ResultsWriter(file, fd);
     // a file whose last line lacks its newline (written by hand, or cut by a crash and then parsed whole):
@@ -72,7 +50,7 @@ export class ResultsWriter {
       }
     } catch (err) {
       w.close();
-      throw err instanceof RunError ? err : new RunError('EOUTPUT', `cannot write results to ${file}: ${why(err)}`, { cause: err });
+      throw err instanceof RunError ? err : new RunError('EOUTPUT', `cannot write results to ${file}: ${fsErrorWords(err)}`, { cause: err });
     }
     // a full disk must fail here, before any probe is sent, not at the first line (hostile-disk.test.ts)
     const free = freeBytes(dir);
@@ -90,7 +68,7 @@ export class ResultsWriter {
     try {
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
     } catch (err) {
-      throw new RunError('EOUTPUT', `cannot write results to ${this.file}: ${why(err)}`, { cause: err });
+      throw new RunError('EOUTPUT', `cannot write results to ${this.file}: ${fsErrorWords(err)}`, { cause: err });
     }
   }
 
@@ -154,7 +132,7 @@ export function readResultsFile(file: string): ResultsFile {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new RunError('ERESUME', `nothing to resume: ${file} does not exist`, { cause: err });
-    throw new RunError('ERESUME', `cannot read ${file}: ${why(err)}`, { cause: err });
+    throw new RunError('ERESUME', `cannot read ${file}: ${fsErrorWords(err)}`, { cause: err });
   }
   const out: ResultsFile = { file, results: [], profileHashes: [], unkeyed: 0 };
   let start = 0;

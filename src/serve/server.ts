@@ -5,14 +5,14 @@
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { computeCells } from '../analyze/cells.js';
 import type { Envelope, ProbeResult, ProbeSpec } from '../model.js';
 import type { Plan } from '../profile/plan.js';
 import { renderReport } from '../report/html.js';
-import { checkLocalAddresses, expandPlan, type RunOptions } from '../run/index.js';
+import { checkLocalAddresses, expandPlan, planSizeRefusal, type RunOptions } from '../run/index.js';
 import { LOOPBACK_PATTERNS, TargetAllowList, formatProbeTarget, parseAllowPattern, type AllowRule } from './allow.js';
 import { ServeMetrics } from './metrics.js';
 import {
@@ -23,6 +23,7 @@ import {
   type ProbeEndpointConfig,
 } from './probe-endpoint.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
+import { connectionCap, describeServerError, HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEPALIVE_TIMEOUT_MS, openFileLimit } from './limits.js';
 
 const require = createRequire(import.meta.url);
 let VERSION = '';
@@ -67,6 +68,10 @@ export interface ServeOptions {
   maxConcurrentProbes?: number;
   windowRuns?: number;
   maxWindowResults?: number;
+  /** Concurrent HTTP connections (default 64, lowered to keep descriptors for probes under `ulimit -n`; limits.ts). */
+  maxConnections?: number;
+  /** Request headers (and an idle connection's first request) must come within this long (default 10 s). */
+  headersTimeoutMs?: number;
   /** Shutdown: in-flight probes get this long (default 1500 ms) before they are ended. */
   graceMs?: number;
   /** Export process_* / nodejs_* metrics (default true). */
@@ -90,6 +95,8 @@ export interface ProbeRequestEvent {
 
 export interface ServeEvents {
   'probe-request': [ProbeRequestEvent];
+  /** The HTTP server could not accept a connection (out of descriptors, …): `message` says it in words. */
+  'server-error': [{ code?: string; message: string }];
 }
 
 export interface Serve extends EventEmitter<ServeEvents> {
@@ -135,6 +142,8 @@ function escHtml(s: string): string {
 
 /** Check the plan before serving: every spec valid, every source address bindable. */
 async function checkPlan(plan: Plan, runOptions: SchedulerOptions['runOptions'] | undefined): Promise<void> {
+  const tooMany = planSizeRefusal(plan, false);
+  if (tooMany) throw new ServeError('EINPUT', `the profile cannot be scheduled: ${tooMany}`);
   const validate = runOptions?.validate ?? (await import('../probe/index.js')).validateSpec;
   const specs = expandPlan({ ...plan, repeat: 1 }, { runId: 'check' });
   const problems = new Set<string>();
@@ -331,13 +340,22 @@ export async function startServe(opts: ServeOptions = {}): Promise<Serve> {
     }
   }
 
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       send(res, 500, 'text/plain; charset=utf-8', `internal error: ${(err as Error)?.message ?? String(err)}\n`);
     });
   });
   server.requestTimeout = 0; // a /probe may take minutes; budgets are enforced per probe
-  server.headersTimeout = 30_000;
+  // bounds (limits.ts): slow or idle clients are cut off, and never take the descriptors probes need
+  const fdLimit = openFileLimit();
+  const probesAtOnce = maxProbes + (plan ? Math.max(1, plan.concurrency) : 0);
+  server.maxConnections = connectionCap({ requested: opts.maxConnections, fdLimit, probes: probesAtOnce });
+  const headersTimeoutMs = opts.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS;
+  server.headersTimeout = headersTimeoutMs;
+  // a connection that never sends a request is not covered by headersTimeout: it gets as long, then is closed
+  server.on('connection', (sock: Socket) => sock.setTimeout(headersTimeoutMs, () => sock.destroy()));
+  server.on('request', (req: http.IncomingMessage) => req.socket.setTimeout(0)); // a /probe may take minutes
+  server.keepAliveTimeout = HTTP_KEEPALIVE_TIMEOUT_MS;
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 9466;
   await new Promise<void>((resolve, reject) => {
@@ -356,6 +374,8 @@ export async function startServe(opts: ServeOptions = {}): Promise<Serve> {
     server.once('error', onError);
     server.listen({ host: host === '' ? undefined : host, port }, () => {
       server.off('error', onError);
+      // after listening, an accept error (EMFILE) must not crash the process: it is reported, serving goes on
+      server.on('error', (err: NodeJS.ErrnoException) => emitter.emit('server-error', { code: err.code, message: describeServerError(err, fdLimit) }));
       resolve();
     });
   });

@@ -2,9 +2,8 @@
  * Sink records: the type, the bounded in-memory store (with waiters and subscribers), the JSONL appender, and
  * loading records back from a file or a running sink's HTTP endpoint.
  */
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
+import { forEachLine, LineTooLongError } from '../fsutil.js';
 
 /** How a transaction or session ended, seen from the receiver. */
 export type SinkEnded =
@@ -253,19 +252,16 @@ export function parseSinkRecords(text: string, source: string): SinkRecord[] {
 
 /**
  * Sink records from a JSONL file (written by `mxprobe sink --record`) or from a running sink's HTTP endpoint
- * (`http://host:port`, `http://host:port/records`).
+ * (`http://host:port`, `http://host:port/records`), read within `bounds` (SINK_FETCH_MAX_BYTES, SINK_FETCH_TIMEOUT_MS).
  */
-export async function loadSinkRecords(src: string): Promise<SinkRecord[]> {
-  if (/^https?:\/\//i.test(src)) return fetchRecords(src);
+export async function loadSinkRecords(src: string, bounds: FetchBounds = {}): Promise<SinkRecord[]> {
+  if (/^https?:\/\//i.test(src)) return fetchRecords(src, bounds);
   const out: SinkRecord[] = [];
-  let lineNo = 0;
   let pendingError: SinkRecordsError | undefined;
   try {
-    const rl = createInterface({ input: createReadStream(src, { encoding: 'utf8' }), crlfDelay: Infinity });
-    for await (const raw of rl) {
-      lineNo++;
+    await forEachLine(src, SINK_RECORD_MAX_LINE_BYTES, (raw, lineNo) => {
       const line = raw.trim();
-      if (!line) continue;
+      if (!line) return;
       if (pendingError) throw pendingError; // a bad line that was not the last one
       let v: unknown;
       try {
@@ -273,12 +269,13 @@ export async function loadSinkRecords(src: string): Promise<SinkRecord[]> {
       } catch {
         // maybe a truncated last line: only an error if more lines follow
         pendingError = new SinkRecordsError(`${src}:${lineNo}: not JSON`, 'EINPUT');
-        continue;
+        return;
       }
       out.push(checkRecord(v, `${src}:${lineNo}`));
-    }
+    });
   } catch (e) {
     if (e instanceof SinkRecordsError) throw e;
+    if (e instanceof LineTooLongError) throw new SinkRecordsError(`${e.message}: not a sink records file`, 'EINPUT');
     const code = (e as NodeJS.ErrnoException).code;
     throw new SinkRecordsError(
       code === 'ENOENT' ? `sink records file not found: ${src}` : `cannot read sink records from ${src}: ${code ?? (e as Error).message}`,
@@ -288,22 +285,74 @@ export async function loadSinkRecords(src: string): Promise<SinkRecord[]> {
   return out;
 }
 
-async function fetchRecords(src: string): Promise<SinkRecord[]> {
+/** Longest line of a sink records file (a record is a few KiB). */
+export const SINK_RECORD_MAX_LINE_BYTES = 16 * 1024 * 1024;
+
+/** Bounds of a fetch of sink records (`compare --sink http://…`): a sink that never ends or trickles is cut off. */
+export const SINK_FETCH_MAX_BYTES = 64 * 1024 * 1024;
+export const SINK_FETCH_TIMEOUT_MS = 30_000;
+
+export interface FetchBounds {
+  maxBytes?: number;
+  timeoutMs?: number;
+}
+
+const unescapeSafe = (s: string): string => {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+};
+
+/** A URL for messages: scheme, host, path; never user:password. */
+const shownUrl = (u: URL): string => `${u.protocol}//${u.host}${u.pathname}`;
+
+/** The response body as text, at most `maxBytes`; throws SinkRecordsError ESOURCE beyond it. */
+async function boundedText(res: Response, maxBytes: number, where: string): Promise<string> {
+  const reader = res.body?.getReader();
+  if (!reader) return '';
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw new SinkRecordsError(`sink records from ${where}: more than ${maxBytes / 1024 / 1024} MiB, not read further (is this a sink?)`, 'ESOURCE');
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function fetchRecords(src: string, bounds: FetchBounds): Promise<SinkRecord[]> {
   let url: URL;
   try {
     url = new URL(src);
   } catch {
-    throw new SinkRecordsError(`not a URL: ${src}`, 'EINPUT');
+    throw new SinkRecordsError('not a URL (expected http://host:port of a running `mxprobe sink --http`)', 'EINPUT');
   }
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/records';
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    throw new SinkRecordsError(`cannot fetch sink records from ${url.href}: ${cause?.code ?? cause?.message ?? (e as Error).message}`, 'ESOURCE');
+  const where = shownUrl(url);
+  // fetch refuses a URL with credentials, and says so with the URL: send them as Basic auth instead
+  const headers: Record<string, string> = {};
+  if (url.username || url.password) {
+    headers.authorization = `Basic ${Buffer.from(`${unescapeSafe(url.username)}:${unescapeSafe(url.password)}`).toString('base64')}`;
+    url.username = '';
+    url.password = '';
   }
-  if (!res.ok) throw new SinkRecordsError(`cannot fetch sink records from ${url.href}: HTTP ${res.status} ${res.statusText}`, 'ESOURCE');
-  const text = await res.text();
-  return parseSinkRecords(text, url.href);
+  const timeoutMs = bounds.timeoutMs ?? SINK_FETCH_TIMEOUT_MS;
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    const res = await fetch(url, { signal, headers });
+    if (!res.ok) throw new SinkRecordsError(`cannot fetch sink records from ${where}: HTTP ${res.status} ${res.statusText}`, 'ESOURCE');
+    return parseSinkRecords(await boundedText(res, bounds.maxBytes ?? SINK_FETCH_MAX_BYTES, where), where);
+  } catch (e) {
+    if (e instanceof SinkRecordsError) throw e;
+    if (signal.aborted) throw new SinkRecordsError(`sink records from ${where}: not complete within ${timeoutMs / 1000} s, given up (a sink answers at once)`, 'ESOURCE');
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new SinkRecordsError(`cannot fetch sink records from ${where}: ${cause?.code ?? (e as Error).name}`, 'ESOURCE');
+  }
 }

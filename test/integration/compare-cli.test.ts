@@ -92,16 +92,76 @@ describe('mxprobe compare', () => {
     expect(bad.stderr).toContain('this is a probe result');
   });
 
-  it('bad input: a line that is not JSON or not a result names file:line (exit 2); a missing file exit 2', async () => {
+  it('a results line with a field of the wrong type is skipped, never rendered (report included)', async () => {
+    const rs = grid({ paths: ['direct'], sizes: [4 * KiB], repeat: 2 });
+    const xss = '"><svg onload=alert(1)>';
+    const hostile = { ...rs[1], durationMs: xss, stages: { body: xss } };
+    const f = await file('xss.jsonl', jsonl([rs[0]!, hostile as unknown as ProbeResult]));
+    const report = join(dir, 'xss.html');
+    const r = await cli('compare', f, '--report', report);
+    expect(r.stderr).toContain(`${f}:2: skipped: not a probe result (`);
+    expect(r.stderr).toContain('durationMs');
+    expect(r.stdout).toContain('1 probes from');
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(report, 'utf8')).not.toContain('<svg onload');
+    expect(r.stdout + r.stderr).not.toContain('<svg onload');
+  });
+
+  it('terminal output carries no control character from a results file (names, reply texts)', async () => {
+    const ESC = '\x1b';
+    const rs = grid({ paths: ['direct'], sizes: [4 * KiB], repeat: 3 }).map((x) => ({
+      ...x,
+      path: `dir${ESC}]52;c;ZXZpbA==\x07ect`,
+      outcome: 'rejected' as const,
+      stage: 'rcpt' as const,
+      reply: { code: 550, text: `no${ESC}[2J such user` },
+      error: { code: 'EREJECTED', message: `rcpt: 550 no${ESC}[2J such user` },
+    }));
+    const f = await file('esc.jsonl', jsonl(rs));
+    const human = await cli('compare', f, '--no-color');
+    expect(human.stdout).toContain('such user');
+    expect(human.stdout).not.toContain(ESC);
+    expect(human.stdout).not.toContain('\x07');
+    // JSON stays exact: the escape is there, escaped by JSON itself
+    const json = await cli('compare', f, '--json');
+    expect(json.stdout).toContain('\\u001b[2J');
+  });
+
+  it('--sink http:// that never ends: cut off at the documented bound, exit 3 with the reason in words', async () => {
+    const http = await import('node:http');
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200);
+      const chunk = Buffer.alloc(256 * 1024, 0x7b);
+      const pump = () => { while (!res.destroyed && res.write(chunk)); };
+      res.on('drain', pump);
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    try {
+      const f = await file('one.jsonl', jsonl(grid({ paths: ['direct'], sizes: [4 * KiB], repeat: 1 })));
+      const r = await cli('compare', f, '--sink', `http://127.0.0.1:${port}`);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`mxprobe: sink records from http://127.0.0.1:${port}/records: more than 64 MiB, not read further`);
+      expect(r.stderr).not.toContain('internal error');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('bad lines: not JSON or not a result are skipped, named as file:line and counted; a missing file exit 2', async () => {
     const rs = grid({ paths: ['direct'], sizes: [4 * KiB], repeat: 2 });
     const bad = await file('bad.jsonl', `${JSON.stringify(rs[0])}\n{"oops": \n${JSON.stringify(rs[1])}\n`);
     let r = await cli('compare', bad);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(new RegExp(`^mxprobe: ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2: not JSON`));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`mxprobe: warning: ${bad}:2: skipped: not JSON`);
+    expect(r.stderr).toContain('1 line skipped');
+    expect(r.stdout).toContain('2 probes from');
     const notResult = await file('nr.jsonl', `${JSON.stringify(rs[0])}\n{"hello":1}\n`);
     r = await cli('compare', notResult);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`${notResult}:2: not a probe result (missing or wrong outcome, path, target, sizeBytes)`);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`${notResult.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2: skipped: not a probe result \\(target: .*; path: .*; sizeBytes: `));
     r = await cli('compare', join(dir, 'nope.jsonl'));
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`mxprobe: ${join(dir, 'nope.jsonl')}: no such results file`);

@@ -134,6 +134,9 @@ envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}
     const r = await runCli(['run', 'p.yaml', '--out', file], { cwd: base });
     expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/mxprobe: cannot write results to .*mid\.jsonl: no space left on the device/);
+    // the summary of what was recorded, and how to finish, are still said
+    expect(r.stderr).toMatch(/^\d+ probes recorded before the results file failed: \d+ delivered/m);
+    expect(r.stderr).toContain(`once there is room again, finish with: mxprobe run p.yaml --resume ${file}`);
     const partial = lines(file);
     expect(partial.parsed.length).toBeGreaterThan(10);
     expect(partial.parsed.length).toBeLessThan(150);

@@ -430,14 +430,19 @@ const CASES: Case[] = [
     check: (r) => expect(r.tls?.version).toMatch(/^TLSv1\.[23]$/),
   },
   {
-    name: 'a server that accepts and never reads (replies written up front; the body fills the buffers)',
+    name: 'a server that stops reading after 354 (the body fills the buffers)',
     server: () =>
       rawServer(
-        (s) => {
-          // pipelined answers to greeting, EHLO, MAIL, RCPT, DATA — then not one byte is ever read
-          s.write('220 deaf.test ESMTP\r\n250-deaf.test\r\n250 SIZE 1000000000\r\n250 ok\r\n250 ok\r\n354 go\r\n');
-        },
-        { pauseOnConnect: true },
+        // answers every command up to DATA (replies written up front would be a desync, see below), then not one
+        // byte more is ever read
+        smtp({
+          EHLO: '250-deaf.test\r\n250 SIZE 1000000000\r\n',
+          DATA: (s) => {
+            s.removeAllListeners('data');
+            s.pause();
+            s.write('354 go\r\n');
+          },
+        }),
       ),
     spec: (p) => S(p, { sizeBytes: 64 * 1024 * 1024, earlyStall: false, timeouts: { stallMs: 600 } }),
     outcome: 'stalled',
@@ -507,6 +512,52 @@ const CASES: Case[] = [
     stage: 'dataAck',
     withinMs: 2000,
     trickle: true,
+  },
+  {
+    name: 'MAIL answered twice in one write (desync: named at mail, not blamed on RCPT or DATA)',
+    server: () => rawServer(smtp({ MAIL: '250 ok\r\n250 2.1.0 extra line\r\n' })),
+    spec: (p) => S(p),
+    outcome: 'protocol-error',
+    stage: 'mail',
+    code: 'EPROTOCOL',
+    withinMs: 1000,
+    check: (r) => expect(r.error?.message).toMatch(/unsolicited reply after MAIL FROM:<probe@mxprobe.test>.*: 250 2\.1\.0 extra line/),
+  },
+  {
+    name: 'an extra reply right after the greeting (desync at greeting, before EHLO is sent)',
+    server: () => rawServer(smtp({ GREETING: '220 hostile.test ESMTP\r\n250 \x1b[2Jsurprise\r\n' })),
+    spec: (p) => S(p),
+    outcome: 'protocol-error',
+    stage: 'greeting',
+    code: 'EPROTOCOL',
+    withinMs: 1000,
+    check: (r) => {
+      expect(r.error?.message).toContain('unsolicited reply after the greeting: 250');
+      expect(r.error?.message).toContain('surprise');
+    },
+  },
+  {
+    name: 'an unasked 421 before the next command (RFC 5321 §3.8: closing) is a rejection, not a desync',
+    server: () => rawServer(smtp({ MAIL: '250 ok\r\n421 4.4.2 idle too long, closing\r\n' })),
+    spec: (p) => S(p),
+    outcome: 'rejected',
+    stage: 'mail',
+    code: 'EREJECTED',
+    withinMs: 1000,
+    check: (r) => expect(r.reply?.code).toBe(421),
+  },
+  {
+    name: 'RCPT answered with two replies (the second would be read as the answer to DATA)',
+    server: () => rawServer(smtp({ RCPT: '250 ok\r\n354 go ahead\r\n', DATA: '554 no\r\n' })),
+    spec: (p) => S(p),
+    outcome: 'protocol-error',
+    stage: 'rcpt',
+    code: 'EPROTOCOL',
+    withinMs: 1000,
+    check: (r) => {
+      expect(r.error?.message).toContain('354 go ahead');
+      expect(r.error?.lastCommand).toBe('RCPT TO:<sink@mxprobe.test>');
+    },
   },
 ];
 

@@ -76,6 +76,33 @@ describe('mxprobe probe', () => {
     expect(r.stderr).toMatch(/cannot bind source address 192\.0\.2\.123/);
   });
 
+  test('CR/LF/NUL in --ehlo, an address or --auth-user: exit 2 naming the field, nothing sent', async () => {
+    const before = srv.received.length;
+    const ehlo = await runCli([...base(), '--ehlo', 'x\r\nRSET\r\nMAIL FROM:<evil@x>']);
+    expect(ehlo.code).toBe(2);
+    expect(ehlo.stderr).toContain('ehloName holds a CR character: refused');
+    const to = await runCli(['probe', '--host', '127.0.0.1', '--port', String(srv.port), '--tls', 'none', '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test\nRSET']);
+    expect(to.code).toBe(2);
+    expect(srv.received.length).toBe(before);
+  });
+
+  test('a reply with terminal escapes (CSI, OSC 52) is printed without them; --json keeps it exact', async () => {
+    const { startRawServer, scriptedSmtp } = await import('../helpers/servers.js');
+    const evil = await startRawServer(scriptedSmtp({ greeting: (s) => s.write('554 5.7.1 go away\x1b[2J\x1b]52;c;ZXZpbA==\x07 now\r\n') }));
+    try {
+      const args = ['probe', '--host', '127.0.0.1', '--port', String(evil.port), '--tls', 'none', '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test'];
+      const h = await runCli(args);
+      expect(h.code).toBe(1);
+      expect(h.stdout).toContain('go away');
+      expect(h.stdout + h.stderr).not.toContain('\x1b]52');
+      expect(h.stdout).not.toContain('\x07');
+      const j = await runCli([...args, '--json']);
+      expect(JSON.parse(j.stdout).reply.text).toBe('5.7.1 go away\x1b[2J\x1b]52;c;ZXZpbA==\x07 now');
+    } finally {
+      await evil.close();
+    }
+  });
+
   test('--help teaches: examples and exit codes', async () => {
     const r = await runCli(['probe', '--help']);
     expect(r.code).toBe(0);

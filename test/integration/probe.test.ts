@@ -5,9 +5,9 @@ import { scriptedSmtp, spec, startRawServer, startSmtpServer } from '../helpers/
 import { startHttpConnect, startSocks5 } from '../helpers/proxies.js';
 import { selfSigned } from '../helpers/tls.js';
 
-/** Every probe must end within the deadline it was given (plus scheduling slack). */
+/** Every probe must end within the deadline it was given (plus scheduling slack for a busy machine). */
 function within(r: { durationMs: number }, ms: number) {
-  expect(r.durationMs).toBeLessThan(ms + 1500);
+  expect(r.durationMs).toBeLessThan(ms + 3000); // a busy machine schedules late; the hostile panel allows the same
 }
 
 describe('against a real smtp-server', () => {

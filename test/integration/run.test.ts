@@ -280,6 +280,43 @@ describe('mxprobe run (CLI)', () => {
     expect(sink.sources.length).toBe(before);
   });
 
+  it('an unwritable --report, and --out on a file that holds results: refused before anything is sent', async () => {
+    const before = sink.sources.length;
+    writeFileSync(join(dir, 'plainfile2'), 'x');
+    const rep = await exec(['run', 'p.yaml', '--repeat', '1', '--out', 'rep.jsonl', '--report', 'plainfile2/r.html'], dir);
+    expect(rep.code).toBe(3);
+    expect(rep.stderr).toMatch(/mxprobe: cannot write the report plainfile2\/r\.html: a part of the path is a file, not a folder \(checked before sending any probe\)/);
+    expect(sink.sources.length).toBe(before);
+
+    writeFileSync(join(dir, 'held.jsonl'), readFileSync(join(dir, 'j.jsonl')));
+    const again = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--out', 'held.jsonl'], dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('held.jsonl already holds results: add --append to add this run to it, or --resume held.jsonl');
+    expect(sink.sources.length).toBe(before);
+    expect(readLines(join(dir, 'held.jsonl'))).toHaveLength(1);
+    const appended = await exec(['run', 'p.yaml', '--repeat', '1', '--sizes', '2KiB', '--paths', 'lo1', '--out', 'held.jsonl', '--append'], dir);
+    expect(appended.code, appended.stderr).toBe(0);
+    expect(readLines(join(dir, 'held.jsonl'))).toHaveLength(2);
+  });
+
+  it('out of file descriptors (ulimit -n 150, 200 probes at once): exit 3 in words, no probe recorded as a network failure', async () => {
+    writeFileSync(
+      join(dir, 'fd.yaml'),
+      `name: fd\ntargets: [{host: 127.0.0.1, port: ${sink.port}, tls: none}]\nsizes: [1KiB]\nrepeat: 200\nconcurrency: 200\n` +
+        'envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}\n',
+    );
+    const r = await new Promise<Ran>((resolve) => {
+      execFile('bash', ['-c', `ulimit -n 150 && exec "${process.execPath}" "${BIN}" run fd.yaml --out fd.jsonl -q`], { cwd: dir, timeout: 60_000 }, (err, stdout, stderr) => {
+        const e = err as (Error & { code?: unknown }) | null;
+        resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: null, stdout, stderr });
+      });
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/out of file descriptors \(EMFILE\): this process has reached its limit of 150 open files \(ulimit -n\)/);
+    const recorded = existsSync(join(dir, 'fd.jsonl')) ? readLines(join(dir, 'fd.jsonl')) : [];
+    expect(recorded.filter((l) => l.outcome !== 'delivered')).toEqual([]);
+  });
+
   it('SIGINT: stops scheduling, lets in-flight probes finish, prints the summary so far, exits 130; the file is valid', async () => {
     sink.delayMs = 700; // each probe waits 0.7 s for its final reply
     const cli = spawnCli(['run', 'p.yaml', '--out', 'int.jsonl'], dir);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ProbeResult } from '../../src/model.js';
-import { ensureBuilt, runCli, type CliRun } from '../helpers/cli.js';
+import { ensureBuilt, runCli, spawnCli, type CliRun } from '../helpers/cli.js';
 import { startHttpConnect, startSocks5 } from '../helpers/proxies.js';
 import { startRawServer, startSmtpServer } from '../helpers/servers.js';
 import { selfSigned } from '../helpers/tls.js';
@@ -21,6 +21,8 @@ const WRONG_SECRET = 'Wr0ng-s3cret+Jx4';
 const PROXY_USER = 'pxuser';
 const PROXY_SECRET = 'Pr0xy-s3cret-Vb7';
 const WRONG_PROXY_SECRET = 'Pr0xy-wr0ng-Tt2';
+/** A proxy password with `@` and `/` in it (issue 14: the old redaction stopped at the first `@`). */
+const AT_PROXY_SECRET = 'Pre@S3cr3t/Zq8';
 
 /** Every form a secret can travel in. */
 function forms(secret: string, user: string): string[] {
@@ -40,6 +42,8 @@ const NEEDLES = [
   ...forms(WRONG_SECRET, USER),
   ...forms(PROXY_SECRET, PROXY_USER),
   ...forms(WRONG_PROXY_SECRET, PROXY_USER),
+  ...forms(AT_PROXY_SECRET, PROXY_USER),
+  'S3cr3t', // the part after the password's own `@`, which the old redaction printed
 ];
 
 /** Everything a command left behind: its output and every file under `dir`. */
@@ -210,6 +214,111 @@ auth: {user: ${USER}, passEnv: ${passEnv}}
     }
     const rep = record('compare --report', await runCli(['compare', 'out/wrong.jsonl', '--report', 'out/wrong.html'], { env, cwd: dir }));
     expect(readFileSync(join(dir, 'out/wrong.html'), 'utf8').length, rep.stderr).toBeGreaterThan(1000);
+  });
+
+  /** A server that repeats what it got in AUTH: the PLAIN token, the LOGIN user and password, base64 and decoded. */
+  async function startEchoServer() {
+    return startRawServer((sock) => {
+      sock.write('220 echo.test ESMTP\r\n');
+      let buf = '';
+      let login: 'user' | 'pass' | undefined;
+      sock.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        let i: number;
+        while ((i = buf.indexOf('\r\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const dec = (b: string) => Buffer.from(b, 'base64').toString('latin1').replace(/\0/g, ' ');
+          if (login === 'user') {
+            login = 'pass';
+            sock.write('334 UGFzc3dvcmQ6\r\n');
+          } else if (login === 'pass') {
+            login = undefined;
+            sock.write(`535-5.7.8 you sent ${line}\r\n535 5.7.8 that is \x1b]52;c;${line}\x07${dec(line)}\r\n`);
+          } else if (/^EHLO/i.test(line)) sock.write('250-echo.test\r\n250 AUTH PLAIN LOGIN\r\n');
+          else if (/^AUTH PLAIN /i.test(line)) {
+            const tok = line.slice(11);
+            sock.write(`535-5.7.8 bad credentials ${tok}\r\n535 5.7.8 decoded: x${tok}y ${dec(tok)}\r\n`);
+          } else if (/^AUTH LOGIN/i.test(line)) {
+            login = 'user';
+            sock.write('334 VXNlcm5hbWU6\r\n');
+          } else if (/^QUIT/i.test(line)) sock.end('221 bye\r\n');
+          else sock.write('250 ok\r\n');
+        }
+      });
+    });
+  }
+
+  test('a server that echoes the AUTH secret (PLAIN token, LOGIN forms): scrubbed from human output, --json, JSONL, reports', async () => {
+    const echo = await startEchoServer();
+    try {
+      const args = (method: string, ...more: string[]) => [
+        'probe', '--host', '127.0.0.1', '--port', String(echo.port), '--tls', 'none',
+        '--from', 'probe@mxprobe.test', '--to', 'sink@mxprobe.test', '--auth-user', USER, '--auth-pass-env', 'MXPROBE_T_PASS', '--auth-method', method, ...more,
+      ];
+      for (const method of ['PLAIN', 'LOGIN']) {
+        const h = record(`echo probe ${method}`, await runCli(args(method), { env }));
+        expect(h.code).toBe(1);
+        expect(h.stdout).toMatch(/rejected/);
+        expect(h.stdout).toContain('****');
+        expect(h.stdout).not.toContain('\x1b');
+        const j = record(`echo probe ${method} --json`, await runCli(args(method, '--json'), { env }));
+        const r = JSON.parse(j.stdout) as ProbeResult;
+        expect(r.reply?.text).toContain('****');
+      }
+      writeFileSync(join(dir, 'echo.yaml'), `name: echo
+targets: [{host: 127.0.0.1, port: ${echo.port}, tls: none}]
+sizes: [1KiB]
+repeat: 2
+envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}
+auth: {user: ${USER}, passEnv: MXPROBE_T_PASS, method: PLAIN}
+`);
+      const run = record('echo run', await runCli(['run', 'echo.yaml', '--out', 'out/echo.jsonl', '--report', 'out/echo-run.html'], { env, cwd: dir }));
+      expect(run.code).toBe(1);
+      const lines = readFileSync(join(dir, 'out/echo.jsonl'), 'utf8');
+      expect(lines).toContain('****');
+      record('echo compare', await runCli(['compare', 'out/echo.jsonl', '--report', 'out/echo.html'], { env, cwd: dir }));
+      record('echo compare --json', await runCli(['compare', 'out/echo.jsonl', '--json'], { env, cwd: dir }));
+
+      // serve: the schedule's /metrics, /findings and /report, and its log
+      Object.assign(process.env, { MXPROBE_T_PASS: AUTH_SECRET });
+      const serve = spawnCli(['serve', '--profile', join(dir, 'echo.yaml'), '--listen', '127.0.0.1:0', '--interval', '1h', '--out', join(dir, 'out/serve.jsonl')]);
+      try {
+        const listening = await serve.waitLine(/listening on http:\/\/127\.0\.0\.1:\d+/);
+        const url = /http:\/\/127\.0\.0\.1:\d+/.exec(listening)![0];
+        await serve.waitLine(/run 1 done/);
+        for (const ep of ['/metrics', '/findings', '/report', '/healthz']) {
+          seen.push({ what: `serve ${ep}`, text: await (await fetch(`${url}${ep}`)).text() });
+        }
+        seen.push({ what: 'serve stdout', text: serve.lines.join('\n') }, { what: 'serve stderr', text: serve.stderr() });
+      } finally {
+        serve.kill();
+        await serve.exit;
+      }
+    } finally {
+      await echo.close();
+    }
+  }, 120_000);
+
+  test('a proxy password with "@" and "/": the URL parses, and nothing of the password is printed', async () => {
+    const atSocks = await startSocks5({ user: PROXY_USER, pass: AT_PROXY_SECRET });
+    try {
+      const url = `socks5://${PROXY_USER}:${encodeURIComponent(AT_PROXY_SECRET)}@127.0.0.1:${atSocks.port}`;
+      const j = record('probe @-password --json', await runCli(probeArgs('--auth-pass-env', 'MXPROBE_T_PASS', '--proxy', url, '--json'), { env }));
+      expect(j.code, j.stderr).toBe(0);
+      expect((JSON.parse(j.stdout) as ProbeResult).proxy).toBe(`socks5://127.0.0.1:${atSocks.port}`);
+      // written as is: the first "@" is the password's (WHATWG URL takes the last one as the delimiter)
+      const raw = `socks5://${PROXY_USER}:Pre@S3cr3t@127.0.0.1:${atSocks.port}`;
+      const h = record('probe @-password raw', await runCli(probeArgs('--auth-pass-env', 'MXPROBE_T_PASS', '--proxy', raw), { env }));
+      expect(h.stdout).toContain(`via socks5://127.0.0.1:${atSocks.port}`);
+      for (const bad of [`socks5://${PROXY_USER}:${AT_PROXY_SECRET}@127.0.0.1:${atSocks.port}`, `socks5://us/er:${AT_PROXY_SECRET}@127.0.0.1:${atSocks.port}`]) {
+        const r = record(`probe slash-password ${bad.slice(10, 14)}`, await runCli(probeArgs('--auth-pass-env', 'MXPROBE_T_PASS', '--proxy', bad), { env }));
+        expect(r.code, r.stdout + r.stderr).toBe(2);
+        expect(r.stderr).toMatch(/proxy URL/);
+      }
+    } finally {
+      await atSocks.close();
+    }
   });
 
   test('no secret, in any form, in anything the commands printed or wrote', () => {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { loadSinkRecords, type SinkRecord } from '../../src/sink/index.js';
-import { ensureBuilt, FROM, openTransaction, probeMessage, RawSmtp, runSinkCli, runSinkCliToExit, sendWhole, TO, type RunningSink } from './sink-helpers.js';
+import { ensureBuilt, FROM, messageBytes, openTransaction, probeMessage, RawSmtp, runSinkCli, runSinkCliToExit, sendWhole, TO, type RunningSink } from './sink-helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -59,6 +59,27 @@ describe('mxprobe sink', () => {
     const fromFile = await loadSinkRecords(file);
     expect(fromFile).toHaveLength(4);
     expect(fromFile.find((r) => r.probeId === 'p-cli-2')).toMatchObject({ bodyBytes: 10_000, whole: false, ended: 'closed' });
+  });
+
+  test('header values from any client reach the terminal without control characters; --json keeps them exact', async () => {
+    // an id of anything but ";" and white space is taken from X-Mxprobe: here a screen clear and an OSC title
+    const hostileId = 'p-esc\x1b]0,pwned\x07\x1b[2Jx';
+    const s = start(['--listen', '127.0.0.1:0']);
+    const { port } = await s.ready;
+    expect((await sendWhole(port, [messageBytes(hostileId, 4 * KiB, 3)])).code).toBe(250);
+    const line = await s.waitLine(/probe p-esc/);
+    expect(line).toContain('probe p-esc]0,pwned[2Jx  4096/4096 bytes');
+    expect(line).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    s.child.kill('SIGINT');
+    expect(await s.exit).toBe(0);
+
+    const j = start(['--listen', '127.0.0.1:0', '--json']);
+    const jp = (await j.ready).port;
+    expect((await sendWhole(jp, [messageBytes(hostileId, 4 * KiB, 3)])).code).toBe(250);
+    const rec = JSON.parse(await j.waitLine(/"kind":"probe"/)) as SinkRecord;
+    expect(rec.probeId).toBe(hostileId);
+    j.child.kill('SIGINT');
+    await j.exit;
   });
 
   test('--json: every record as one JSON line; SIGTERM exits 0', async () => {

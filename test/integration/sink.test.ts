@@ -572,6 +572,38 @@ describe('records: memory, file, HTTP', () => {
     }
   });
 
+  test('loading from a URL that never ends or trickles: cut off in bytes and in time (ESOURCE), no password shown', async () => {
+    const http = await import('node:http');
+    const timers = new Set<NodeJS.Timeout>();
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      if (req.url?.startsWith('/endless')) {
+        const chunk = Buffer.alloc(64 * 1024, 0x7b);
+        const pump = () => { while (res.write(chunk)); };
+        res.on('drain', pump);
+        pump();
+      } else {
+        const t = setInterval(() => res.write('{'), 50);
+        timers.add(t);
+        res.on('close', () => clearInterval(t));
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const big = await loadSinkRecords(`http://u:Sh0wN0t@127.0.0.1:${port}/endless`, { maxBytes: 1024 * 1024 }).catch((e: unknown) => e);
+      expect(big).toMatchObject({ code: 'ESOURCE' });
+      expect((big as Error).message).toBe(`sink records from http://127.0.0.1:${port}/endless: more than 1 MiB, not read further (is this a sink?)`);
+      const slow = await loadSinkRecords(`http://127.0.0.1:${port}/slow`, { timeoutMs: 300 }).catch((e: unknown) => e);
+      expect(slow).toMatchObject({ code: 'ESOURCE' });
+      expect((slow as Error).message).toContain('not complete within 0.3 s');
+    } finally {
+      for (const t of timers) clearInterval(t);
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   test('waitFor resolves undefined after its timeout', async () => {
     const sink = await startSink();
     try {

@@ -246,9 +246,9 @@ describe('paths', () => {
     expectIssue(fails(withPaths("  - {name: p, proxy: 'https://h:1'}")), 'paths[0].proxy', 'use http://');
     expectIssue(fails(withPaths("  - {name: p, proxy: 'socks4://h:1080'}")), 'paths[0].proxy', 'only SOCKS5');
     expectIssue(fails(withPaths("  - {name: p, proxy: 'socks5://h'}")), 'paths[0].proxy', 'port explicitly');
-    expectIssue(fails(withPaths("  - {name: p, proxy: 'socks5://h:99999'}")), 'paths[0].proxy', '99999');
+    expectIssue(fails(withPaths("  - {name: p, proxy: 'socks5://h:99999'}")), 'paths[0].proxy', 'port is out of range');
     const err = fails(withPaths("  - {name: p, proxy: 'socks5://u:s3cr3t@h'}"));
-    expectIssue(err, 'paths[0].proxy', 'u:***@h');
+    expectIssue(err, 'paths[0].proxy', '(socks5://h)');
     expect(err.message).not.toContain('s3cr3t');
     expectIssue(fails(withPaths('  - {name: p, proxy: 127.0.0.1:1080}')), 'paths[0].proxy', 'socks5://');
   });
@@ -276,11 +276,11 @@ describe('paths', () => {
 
 describe('sizes', () => {
   it('parses units, sorts and de-duplicates', () => {
-    expect(parse(yaml('sizes: [1MiB, 1KiB, 1024, 64KiB, 1.5MB, 100]\n')).sizes).toEqual([100, 1024, 65536, 1048576, 1500000]);
+    expect(parse(yaml('sizes: [1MiB, 1KiB, 1024, 64KiB, 1.5MB, 600]\n')).sizes).toEqual([600, 1024, 65536, 1048576, 1500000]);
   });
   it('accepts a single size and numeric values', () => {
     expect(parse(yaml('sizes: 4MiB\n')).sizes).toEqual([4 * 1024 * 1024]);
-    expect(parse(yaml('sizes: [1, 1GiB]\n')).sizes).toEqual([1, 1024 ** 3]);
+    expect(parse(yaml('sizes: [600, 1GiB]\n')).sizes).toEqual([600, 1024 ** 3]);
   });
   it('accepts several sizes in one (interpolated) string', () => {
     expect(parse(yaml("sizes: '${SIZES:-64KiB, 1KiB}'\n")).sizes).toEqual([1024, 65536]);
