@@ -43,7 +43,7 @@ describe('mxprobe compare', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('');
     expect(r.stdout).toContain(`144 probes from ${f}`);
-    expect(r.stdout).toMatch(/\n\s+64KiB\s+✓ 12\/12 \S+\s+✗ 12\/12 stalled@body\n/);
+    expect(r.stdout).toMatch(/\n\s+64KiB\s+✓ 12\/12 \S+\s+✗ 12\/12 stalled\(no-ack\)@body\n/);
     expect(r.stdout).toContain('\nFindings\n');
     expect(r.stdout).toMatch(/\n1\. \[path-specific\] Path via-lb stalls in the message body from 64KiB on where direct does not: 36\/36/);
     expect(r.stdout).toMatch(/\n\s+evidence: mode stalling-cells · stalled 36 · total 36 · reference direct/);
