@@ -6,7 +6,7 @@
 import type { Finding, Stage } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
 import type { CellStats } from './cells.js';
-import { silentWhat } from './findings/common.js';
+import { closedWindowText, silentWhat } from './findings/common.js';
 import { formatP, formatPct, median, wilson } from './stats.js';
 import { approxSize, joinAnd, pushTo, sizeList, sizeRange, stagePhrase, stageSplit, stagesFromCounts } from './text.js';
 
@@ -29,6 +29,7 @@ interface PathEv {
   silent?: boolean;
   referenceReplyMs?: number;
   receiverGotAll?: boolean;
+  windowClosedSizes?: number[];
 }
 
 const share = (k: number, n: number): string => (n && k / n < 0.9 ? `, ${formatPct(k / n)}` : '');
@@ -70,7 +71,7 @@ function pathSentence(p: string, ps: Finding | undefined, th: Finding[], targets
   const refs = joinAnd(e.reference);
   const replies = `${refs} ${e.reference.length > 1 ? 'get' : 'gets'} ${stage === 'greeting' ? 'a greeting' : 'replies'}${e.referenceReplyMs !== undefined ? ` in ${formatMs(e.referenceReplyMs)}` : ''}`;
   const tail = e.receiverGotAll ? `the receiver got the whole message but its reply never came back over ${p}; ${replies}` : `${replies}: a TCP-terminating device on ${p} swallows it`;
-  return `Path ${p}: the far end ${silentWhat(stage)}${toT} ${where} (${why}); ${tail}.`;
+  return `Path ${p}: the far end ${silentWhat(stage)}${toT} ${where} (${why}); ${tail}.${closedWindowText(e.windowClosedSizes ?? [])}`;
 }
 
 function pathSentences(stall: Finding[], paths: string[], targets: number, done: Set<Finding>): string[] {

@@ -81,6 +81,19 @@ describe('no-reply: a path finding only when other paths get replies', () => {
     expect(c.stallFindings).toBeGreaterThan(0);
   });
 
+  it('the demo\'s freeze-after: the small probes fit the device\'s buffers (no-reply), the big ones meet a closed window; said so', () => {
+    const frozen = grid({
+      paths: ['direct', 'via-lb'], sizes: [16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB], repeat: 3,
+      shape: ({ path, sizeBytes }) => (path === 'via-lb' && sizeBytes >= 256 * KiB ? allAcked(sizeBytes) : undefined),
+    }).map((r) => (r.outcome !== 'stalled' ? r : { ...r, stallKind: r.sizeBytes >= 4 * MiB ? ('window-closed' as const) : ('no-reply' as const) }));
+    const c = compare(frozen);
+    const ps = of(c.findings, 'path-specific')[0]!;
+    expect(ps.evidence).toMatchObject({ silent: true, windowClosedSizes: [4 * MiB] });
+    expect(ps.statement).toContain('At 4MiB its window then closed (nothing more acknowledged, nothing retransmitted): it stopped reading once its buffers were full.');
+    expect(c.verdict).toContain('At 4MiB its window then closed');
+    expect(c.verdict).not.toMatch(/lost/);
+  });
+
   it('old results without stallKind read the same from their snapshot', () => {
     const old = demo.map(({ stallKind: _k, ...r }) => r as ProbeResult);
     const c = compare(old);

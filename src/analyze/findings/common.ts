@@ -4,7 +4,7 @@ import type { CellStats } from '../cells.js';
 import { sinkBodyBytes } from '../cells.js';
 import { type Pool } from '../policy.js';
 import { formatPct, median } from '../stats.js';
-import { countBy } from '../text.js';
+import { countBy, sizeList } from '../text.js';
 import { type Context, probesOf, stalledOf } from './context.js';
 
 export function stageCounts(rs: readonly ProbeResult[]): Record<string, number> {
@@ -41,4 +41,18 @@ export function receiverGotAll(ctx: Pick<Context, 'byCell'>, cells: readonly Cel
   const st = stalledOf(ctx, cells);
   const whole = st.filter((r) => (sinkBodyBytes(r) ?? -1) >= r.sizeBytes);
   return st.length > 0 && whole.length * 2 > st.length;
+}
+
+/**
+ * The sizes at which a silent path's probes then met a closed window: the device took what fit in its buffers and
+ * stopped reading (the lab relay's `freeze-after`: a 256 KiB probe fits its buffers, a 4 MiB one meets a closed
+ * window). Empty when none did.
+ */
+export function closedWindowSizes(ctx: Pick<Context, 'kinds'>, stalled: readonly ProbeResult[]): number[] {
+  return [...new Set(stalled.filter((r) => ctx.kinds.get(r) === 'window-closed').map((r) => r.sizeBytes))].sort((x, y) => x - y);
+}
+
+/** ` At 4MiB its window then closed: …` (or nothing), for the finding and the verdict alike. */
+export function closedWindowText(sizes: readonly number[]): string {
+  return sizes.length ? ` At ${sizeList([...sizes])} its window then closed (nothing more acknowledged, nothing retransmitted): it stopped reading once its buffers were full.` : '';
 }

@@ -9,7 +9,7 @@ import { frac } from '../policy.js';
 import { score } from '../ranking.js';
 import { formatP, formatPct } from '../stats.js';
 import { joinAnd, sizeList, stagePhrase, stageSplit } from '../text.js';
-import { kindCounts, pctOf, receiverGotAll, replyMs, silentWhat, stageCounts } from './common.js';
+import { closedWindowSizes, closedWindowText, kindCounts, pctOf, receiverGotAll, replyMs, silentWhat, stageCounts } from './common.js';
 import { type Context, type PathTest, isSilent, seriesKey, stalledOf } from './context.js';
 
 /** `from 64KiB on`, `at every size tested`, `intermittently (20% of probes)`, `at 64KiB`. */
@@ -33,7 +33,7 @@ function silentStatement(ctx: Context, pt: PathTest, head: string): { statement:
     return { statement: `${head}: the receiver got the whole message but its reply never came back over ${pt.path}; ${others}.`, ...(ms !== undefined ? { replyMs: ms } : {}) };
   }
   return {
-    statement: `${head}; ${others}: a TCP-terminating device on ${pt.path} (a proxy or load balancer) swallows what the server would answer.`,
+    statement: `${head}; ${others}: a TCP-terminating device on ${pt.path} (a proxy or load balancer) swallows what the server would answer.${closedWindowText(closedWindowSizes(ctx, stalled))}`,
     ...(ms !== undefined ? { replyMs: ms } : {}),
   };
 }
@@ -72,7 +72,7 @@ function finding(ctx: Context, pt: PathTest): Finding {
       stalledStages: stageCounts(stalled),
       stallKinds: kindCounts(ctx, stalled),
       silent,
-      ...(silent ? { receiverGotAll: receiverGotAll(ctx, pt.cells) } : {}),
+      ...(silent ? { receiverGotAll: receiverGotAll(ctx, pt.cells), windowClosedSizes: closedWindowSizes(ctx, stalled) } : {}),
       ...(s.replyMs !== undefined ? { referenceReplyMs: s.replyMs } : {}),
       ...(pt.mode === 'stalling-cells' ? { cells: pt.perCell } : {}),
       test: tested.test,
