@@ -62,10 +62,10 @@ class QuitAfter extends Error {
  */
 export function commandLineFields(spec: ProbeSpec): Array<[string, string | undefined]> {
   return [
-    ['ehloName', spec.ehloName],
-    ['envelope.from', spec.envelope.from],
-    ...spec.envelope.to.map((t, i): [string, string] => [`envelope.to[${i}]`, t]),
-    ['auth.user', spec.auth?.user],
+    ['the EHLO name (ehloName; --ehlo)', spec.ehloName],
+    ['the sender (envelope.from; --from)', spec.envelope.from],
+    ...spec.envelope.to.map((t, i): [string, string] => [`recipient ${i + 1} (envelope.to[${i}]; --to)`, t]),
+    ['the AUTH user (auth.user; --auth-user)', spec.auth?.user],
     ['probeId', spec.probeId],
     ['runId', spec.runId],
     ['servername', spec.servername],

@@ -80,7 +80,7 @@ describe('mxprobe probe', () => {
     const before = srv.received.length;
     const ehlo = await runCli([...base(), '--ehlo', 'x\r\nRSET\r\nMAIL FROM:<evil@x>']);
     expect(ehlo.code).toBe(2);
-    expect(ehlo.stderr).toContain('ehloName holds a CR character: refused');
+    expect(ehlo.stderr).toContain('the EHLO name (ehloName; --ehlo) holds a CR character: refused');
     const to = await runCli(['probe', '--host', '127.0.0.1', '--port', String(srv.port), '--tls', 'none', '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test\nRSET']);
     expect(to.code).toBe(2);
     expect(srv.received.length).toBe(before);
