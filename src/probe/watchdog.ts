@@ -26,7 +26,10 @@
 import { performance } from 'node:perf_hooks';
 import type { Stage, StallKind, TcpSnapshot, Timeouts } from '../model.js';
 import { latestProgressAt, lossEvident, stallKindOf } from './evidence.js';
-import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
+import { tcpInfoAvailable, tcpSnapshot, type SocketTuple } from './tcpinfo.js';
+
+/** Readings in a row that may fail (ss timing out under load) before the kernel counts as unreadable. */
+const MAX_FAILED_READINGS = 3;
 
 /** What the watchdog needs to know of its transaction. */
 export interface WatchTarget {
@@ -83,6 +86,7 @@ export class Watchdog {
   private stageFirst: { stage: Stage; acked: number; at: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reading = false;
+  private failedReadings = 0;
   private stopped = false;
   private readonly cadence: { lookAfterMs: number; everyMs: number };
   /** Why the kernel cannot be read, once that is known. */
@@ -157,9 +161,13 @@ export class Watchdog {
     this.reading = false;
     if (this.stopped) return;
     if (!r.snapshot) {
+      // one failed reading (ss slow on a loaded machine) is no evidence either way: look again; only a kernel that
+      // stays unreadable turns the watchdog to counting our own socket
+      if (++this.failedReadings < MAX_FAILED_READINGS && (await tcpInfoAvailable()).ok) return this.arm(this.cadence.everyMs);
       this.unavailable = r.unavailable ?? 'unavailable';
       return this.tick();
     }
+    this.failedReadings = 0;
     this.judge(r.snapshot);
   }
 
