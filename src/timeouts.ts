@@ -4,10 +4,12 @@
  */
 import type { Timeouts } from './model.js';
 
-/** The stage deadlines the stall window must stay below, by their profile key (`timeouts.<key>`). */
+/**
+ * The stage deadlines the stall window must stay below, by their profile key (`timeouts.<key>`): the stages the
+ * watchdog watches. Not dns or connect: there is no connection to read yet, their own deadlines decide (so a 30 s
+ * stall window does not collide with the 30 s DNS deadline).
+ */
 export const STALL_BOUNDED: ReadonlyArray<readonly [string, keyof Timeouts]> = [
-  ['dns', 'dnsMs'],
-  ['connect', 'connectMs'],
   ['command', 'commandMs'],
   ['data', 'dataMs'],
   ['body', 'bodyMs'],

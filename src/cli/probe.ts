@@ -77,10 +77,8 @@ function headerArg(v: string, prev: Array<[string, string]> | undefined): Array<
   }
 }
 
-/** Flag names of the deadlines the stall window is checked against (`dns` has no flag: its deadline is fixed). */
+/** Flag names of the deadlines the stall window is checked against (src/timeouts.ts: the watched stages). */
 const DEADLINE_FLAGS: Record<string, string> = {
-  dns: 'the DNS deadline (fixed)',
-  connect: '--timeout-connect',
   command: '--timeout-command',
   data: '--timeout-data',
   body: '--timeout-body',

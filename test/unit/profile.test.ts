@@ -371,10 +371,12 @@ describe('timeouts', () => {
     expectIssue(fails(yaml('timeouts: {body: soon}\n')), 'timeouts.body', 'not a duration');
   });
   it('wants the stall window shorter than every stage deadline', () => {
-    expectIssue(fails(yaml('timeouts: {stall: 1h}\n')), 'timeouts.stall', 'timeouts.dns is 30s');
-    expectIssue(fails(yaml('timeouts: {stall: 30s}\n')), 'timeouts.stall', 'shorter than every stage deadline');
+    expectIssue(fails(yaml('timeouts: {stall: 1h}\n')), 'timeouts.stall', 'timeouts.command is 5m');
+    expectIssue(fails(yaml('timeouts: {stall: 2m}\n')), 'timeouts.stall', 'shorter than every stage deadline');
     // a deadline set below the default stall window names the deadline
-    expectIssue(fails(yaml('timeouts: {connect: 5s}\n')), 'timeouts.connect', '10s, the default');
+    expectIssue(fails(yaml('timeouts: {command: 5s}\n')), 'timeouts.command', '10s, the default');
+    // the watchdog does not watch dns or connect: their deadlines do not bound the window
+    expect(parse(yaml('timeouts: {stall: 30s, connect: 5s}\n')).timeouts).toMatchObject({ stallMs: 30_000, connectMs: 5000 });
   });
   it('suggests the right key for typos', () => {
     expectIssue(fails(yaml('timeouts: {dataack: 1m}\n')), 'timeouts.dataack', 'did you mean "dataAck"');
