@@ -225,7 +225,7 @@ export const TimeoutsSchema = z
     stall: Duration(
       'Stall window: data outstanding and the network moving none of it (the kernel acknowledges nothing, no byte ' +
         'arrives) for this long ends the probe as "stalled" (no-ack or window-closed). Slow is not stalled: any ' +
-        'acknowledged byte is progress. Must be shorter than every deadline. Default 10s.',
+        'acknowledged byte is progress. Must be shorter than the deadlines of the stages it watches (command, data, body, dataAck). Default 10s.',
     ),
     noReply: Duration(
       'No-reply window: everything sent was acknowledged and no reply byte came for this long ends the probe as ' +
