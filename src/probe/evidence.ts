@@ -23,6 +23,22 @@ export function windowClosed(t: TcpSnapshot, segmentBytes = DEFAULT_MSS_BYTES): 
 }
 
 /**
+ * The peer's window cannot take one full segment, whatever was retransmitted before: nothing can move until it
+ * opens. (`windowClosed` adds "nothing retransmitted", for reading a snapshot on its own.)
+ */
+export function windowShut(t: TcpSnapshot, segmentBytes = DEFAULT_MSS_BYTES): boolean {
+  return typeof t.sndWnd === 'number' && t.sndWnd < (t.mss ?? segmentBytes);
+}
+
+/**
+ * The peer's TCP still answers: an ACK came within `ms` (window probes of a shut window are answered too). A far
+ * end that answers but takes nothing is holding up, like one that takes everything and does not reply.
+ */
+export function peerAnswering(t: TcpSnapshot, ms: number): boolean {
+  return t.lastAckMs !== undefined && t.lastAckMs < ms;
+}
+
+/**
  * Data the network has yet to move for us: unacknowledged or not yet sent by the kernel (`notsent`), or still
  * queued in our own socket (`queuedBytes`: the stream's buffer above the kernel).
  */
@@ -32,11 +48,24 @@ export function awaitingNetwork(t: TcpSnapshot, queuedBytes: number): boolean {
 
 /**
  * Which stall a quiet connection is in (DESIGN.md "stall kind"): nothing awaiting the network → the far end owes us
- * a reply (`no-reply`); a window below one segment, nothing retransmitted → `window-closed`; else `no-ack`.
+ * a reply (`no-reply`); a window below one segment → `window-closed` (a shut window explains the quiet, whatever
+ * was retransmitted before it shut); else `no-ack`.
  */
 export function stallKindOf(t: TcpSnapshot, queuedBytes: number): StallKind {
   if (!awaitingNetwork(t, queuedBytes)) return 'no-reply';
-  return windowClosed(t) ? 'window-closed' : 'no-ack';
+  return windowShut(t) ? 'window-closed' : 'no-ack';
+}
+
+/**
+ * How long a quiet connection of this kind may stay quiet: the stall window when the network is failing us (data
+ * unacknowledged, or a shut window whose peer stopped answering); the no-reply window when the far end's TCP is
+ * there but holds up — it took everything and does not reply, or it answers and keeps its window shut (a receiver
+ * reading slowly through a large buffer shuts its window for seconds at a time: slow, not stalled).
+ */
+export function quietLimit(kind: StallKind, t: TcpSnapshot, w: { stallMs: number; noReplyMs: number }): number {
+  if (kind === 'no-reply') return w.noReplyMs;
+  if (kind === 'window-closed' && peerAnswering(t, w.stallMs)) return w.noReplyMs;
+  return w.stallMs;
 }
 
 /**
@@ -67,7 +96,7 @@ export function latestProgressAt(
 export function lossEvident(t: TcpSnapshot, quietMs: number): boolean {
   return (
     dataOutstanding(t) &&
-    !windowClosed(t) &&
+    !windowShut(t) &&
     // retransmissions, with the window open: zero-window probes raise `backoff` too, but only with a closed window
     ((t.retrans ?? 0) > 0 || (t.retransTotal ?? 0) > 0) &&
     (t.backoff ?? 0) >= 3 &&

@@ -19,6 +19,7 @@ import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageS
 import { formatReply, ReplyParser } from './reply.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import { stallMessage, Watchdog, type StallCall } from './watchdog.js';
+import { awaitingNetwork } from './evidence.js';
 import { probeResolver, resolveAddresses, resolveMxHosts } from './endpoints.js';
 import { formatSize } from '../units.js';
 import { lineBreakIn, secretForms } from '../text.js';
@@ -300,14 +301,23 @@ class Transaction {
     if (this.failure || this.finishing) return;
     await this.withEvidence(err, 'timeout', () => {
       if (!this.tcp) return;
-      const rate = this.watchdog.ackedRate(this.tcp, stage, this.connectedAt ?? this.t0);
       this.progressFrom = 'kernel';
-      if (rate === undefined) return;
+      const t = this.tcp;
+      if (!this.watchdog.movedInStage(stage, t)) {
+        // nothing moved in the whole stage: a silent far end or a dead path that its deadline caught first
+        err.message += awaitingNetwork(t, 0)
+          ? `; nothing was acknowledged in the stage (${(t.bytesAcked ?? 0).toLocaleString('en-US')} bytes in all)`
+          : `; everything sent was acknowledged and no reply came: a silent server (the no-reply window, ${Math.round(this.spec.timeouts.noReplyMs / 1000)} s, is longer than this deadline)`;
+        return;
+      }
+      const rate = this.watchdog.ackedRate(t, stage, this.connectedAt ?? this.t0);
+      if (rate === undefined || rate <= 0) return;
       this.ackedBytesPerSec = Math.round(rate);
-      err.message += `; the peer acknowledged ${formatSize(rate)}/s (${(this.tcp.bytesAcked ?? 0).toLocaleString('en-US')} bytes in all): slow, not stalled`;
+      err.message += `; the peer acknowledged ${formatSize(rate)}/s (${(t.bytesAcked ?? 0).toLocaleString('en-US')} bytes in all): slow, not stalled`;
     });
     if (!this.tcp && this.tcpUnavailable) this.progressFrom = 'socket';
   }
+
 
   /**
    * End the probe with `err`, keeping the socket until the kernel's view (`at`) is read and the capture extracted,
@@ -648,8 +658,8 @@ class Transaction {
         const resolver = spec.dnsServers?.length ? this.dnsResolver() : undefined;
         addrs = await this.guard(resolveAddresses(h.host, { ...(resolver ? { resolver } : {}), ...(spec.target.family ? { family: spec.target.family } : {}) }));
       } catch (e) {
-        if (lastHost || this.fallback() === 'none') throw e;
         const pe = this.failure ?? toProbeError(e, 'dns');
+        if (lastHost || this.fallback() === 'none' || !worthNextEndpoint(pe, undefined)) throw e;
         this.attempts.push({ server: h.host, address: '', port: h.port, outcome: classify(pe.code, 'dns'), stage: 'dns', ms: performance.now() - t0, error: pe.message });
         this.resetAttempt(this.marks.length);
         continue;
@@ -698,6 +708,12 @@ class Transaction {
 
   /** Forget a failed attempt's connection and stages (its time is in `attempts`); keep the DNS stage. */
   private resetAttempt(firstMark: number): void {
+    // an abort that came while this attempt was failing (its evidence being read, its DNS hanging) ends the probe:
+    // it must not be forgotten with the attempt's failure
+    if (this.opts.signal?.aborted) {
+      this.failure = new ProbeError('EABORTED', 'aborted', this.current?.stage ?? 'connect');
+      throw this.failure;
+    }
     // the old connection's events belong to the old attempt: its close or a late error must not end the next one
     for (const old of new Set([this.sock, this.raw])) {
       if (!old) continue;
@@ -726,6 +742,9 @@ class Transaction {
     this.tcp = undefined;
     this.tcpUnavailable = undefined;
     this.stallBy = this.stallKind = this.progressFrom = undefined;
+    this.ackedBytesPerSec = undefined;
+    this.capturePath = this.captureError = undefined;
+    this.unsolicitedAt = undefined;
     this.bytesWritten = this.bytesRead = 0;
   }
 

@@ -377,7 +377,10 @@ export function tcpSnapshot(
       pending.set(key, q);
       setImmediate(() => {
         pending.delete(key);
-        void flushBatch(q!, opts.netns);
+        // never leave a waiter hanging: whatever goes wrong in a batch answers every request in it
+        flushBatch(q!, opts.netns).catch((e: unknown) => {
+          for (const r of q!) r.resolve({ unavailable: `ss reading failed: ${(e as Error).message}` });
+        });
       });
     }
     q.push({ t, at, tMs, resolve });

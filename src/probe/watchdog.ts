@@ -25,11 +25,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Stage, StallKind, TcpSnapshot, Timeouts } from '../model.js';
-import { latestProgressAt, lossEvident, stallKindOf } from './evidence.js';
+import { latestProgressAt, lossEvident, quietLimit, stallKindOf } from './evidence.js';
 import { tcpInfoAvailable, tcpSnapshot, type SocketTuple } from './tcpinfo.js';
-
-/** Readings in a row that may fail (ss timing out under load) before the kernel counts as unreadable. */
-const MAX_FAILED_READINGS = 3;
 
 /** What the watchdog needs to know of its transaction. */
 export interface WatchTarget {
@@ -83,10 +80,9 @@ export class Watchdog {
   /** Upper bound of the last moment the kernel saw the network move anything. */
   private kernelAt = -Infinity;
   private prev: { snapshot: TcpSnapshot; progressAt: number } | undefined;
-  private stageFirst: { stage: Stage; acked: number; at: number } | undefined;
+  private stageFirst: { stage: Stage; acked: number; received: number; at: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reading = false;
-  private failedReadings = 0;
   private stopped = false;
   private readonly cadence: { lookAfterMs: number; everyMs: number };
   /** Why the kernel cannot be read, once that is known. */
@@ -114,6 +110,17 @@ export class Watchdog {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /**
+   * Did anything move in `stage`, by this final snapshot? When the watchdog read the kernel in the stage, the
+   * counters since that first reading (or a reply byte after it) tell; when it never had to (our own signal never
+   * went quiet for the cadence's time), the stage was moving.
+   */
+  movedInStage(stage: Stage, snap: TcpSnapshot): boolean {
+    const f = this.stageFirst;
+    if (!f || f.stage !== stage) return true;
+    return (snap.bytesAcked ?? 0) > f.acked || (snap.bytesReceived ?? 0) > f.received || this.lastApp > f.at;
   }
 
   /** Bytes per second the peer acknowledged since the first reading of `stage` (or since `fromMs`, from 0). */
@@ -161,13 +168,16 @@ export class Watchdog {
     this.reading = false;
     if (this.stopped) return;
     if (!r.snapshot) {
-      // one failed reading (ss slow on a loaded machine) is no evidence either way: look again; only a kernel that
-      // stays unreadable turns the watchdog to counting our own socket
-      if (++this.failedReadings < MAX_FAILED_READINGS && (await tcpInfoAvailable()).ok) return this.arm(this.cadence.everyMs);
+      // a failed reading (ss slow on a loaded machine, a socket closing) is no evidence either way: look again, and
+      // let the stage deadline end a probe whose kernel never answers. Only a machine whose kernel cannot be read
+      // at all (not Linux, no ss) turns the watchdog to counting our own socket.
+      if ((await tcpInfoAvailable()).ok) {
+        if (!this.stopped) this.arm(this.cadence.everyMs);
+        return;
+      }
       this.unavailable = r.unavailable ?? 'unavailable';
       return this.tick();
     }
-    this.failedReadings = 0;
     this.judge(r.snapshot);
   }
 
@@ -179,11 +189,11 @@ export class Watchdog {
     this.kernelAt = Math.max(this.kernelAt, progressAt);
     const stage = this.target.watchedStage();
     if (!stage) return this.arm(this.cadence.lookAfterMs);
-    if (this.stageFirst?.stage !== stage) this.stageFirst = { stage, acked: snap.bytesAcked ?? 0, at: now };
+    if (this.stageFirst?.stage !== stage) this.stageFirst = { stage, acked: snap.bytesAcked ?? 0, received: snap.bytesReceived ?? 0, at: now };
     const idle = now - Math.max(this.lastApp, this.kernelAt);
     const kind = stallKindOf(snap, this.target.queuedBytes());
     const { stallMs, noReplyMs } = this.opts.timeouts;
-    const limit = kind === 'no-reply' ? noReplyMs : stallMs;
+    const limit = quietLimit(kind, snap, { stallMs, noReplyMs });
     const base = { stage, kind, snapshot: snap, progressFrom: 'kernel' as const };
     if (idle >= limit) return this.call({ ...base, by: 'window', idleMs: idle });
     const quiet = this.cadence.lookAfterMs;
@@ -191,7 +201,7 @@ export class Watchdog {
       return this.call({ ...base, by: 'kernel', idleMs: idle });
     }
     // waiting for a reply, nothing can change but a reply byte (which our own signal sees): look less often
-    const every = kind === 'no-reply' ? Math.max(this.cadence.everyMs, noReplyMs / 10) : this.cadence.everyMs;
+    const every = limit === noReplyMs ? Math.max(this.cadence.everyMs, noReplyMs / 10) : this.cadence.everyMs;
     const next = kind === 'no-ack' && this.opts.early !== false ? nextLossLook(snap, quiet, every) : every;
     this.arm(Math.min(next, limit - idle));
   }
@@ -226,7 +236,11 @@ export function stallMessage(c: StallCall, opts: { tlsMode: string; port: number
     return `no-reply in ${c.stage}: everything sent was acknowledged (${bytes(t.bytesAcked)} bytes) and no reply came for ${quiet}: the far end (the server, or a device that terminates TCP) took the data and went silent`;
   }
   if (c.kind === 'window-closed') {
-    return `window-closed in ${c.stage}: the peer's window is ${bytes(t.sndWnd)} bytes, below one ${bytes(t.mss)}-byte segment, and nothing moved for ${quiet} (${bytes(t.bytesAcked)} bytes acknowledged, nothing retransmitted): the receiver or a device on the path stopped the flow`;
+    const answers =
+      t.lastAckMs !== undefined && t.lastAckMs < c.idleMs
+        ? `its TCP still answers (last ACK ${secs(t.lastAckMs)} ago) but takes nothing`
+        : `no ACK for ${secs(t.lastAckMs ?? c.idleMs)}`;
+    return `window-closed in ${c.stage}: the peer's window is ${bytes(t.sndWnd)} bytes, below one ${bytes(t.mss)}-byte segment, and nothing moved for ${quiet} (${bytes(t.bytesAcked)} bytes acknowledged); ${answers}: the receiver or a device on the path stopped the flow`;
   }
   const early = c.by === 'kernel' ? '; called before the window on the kernel\'s evidence' : '';
   return `no-ack in ${c.stage}: ${bytes(t.bytesAcked)} bytes acknowledged, then no ACK for ${secs(t.lastAckMs ?? c.idleMs)} while the kernel is retransmitting (${bytes(t.retransTotal)} retransmits, RTO backoff ${t.backoff ?? 0}): segments are lost on the way${early}`;

@@ -27,8 +27,8 @@ export interface DnsZone {
   a?: Record<string, string[]>;
   /** name → IPv6 addresses. */
   aaaa?: Record<string, string[]>;
-  /** name → an error rcode answered for every question about it. */
-  fail?: Record<string, 'SERVFAIL' | 'REFUSED'>;
+  /** name → an error rcode answered for every question about it, or DROP: no answer at all (a hung query). */
+  fail?: Record<string, 'SERVFAIL' | 'REFUSED' | 'DROP'>;
 }
 
 export interface DnsQuery {
@@ -195,6 +195,7 @@ export function answer(query: Buffer, zone: DnsZone, compress = true): { reply: 
   const q = { id, name, type: TYPES[qtype] ?? String(qtype) };
 
   const failed = lookupKey(zone.fail, name);
+  if (failed === 'DROP') return undefined;
   if (failed) return { reply: Buffer.concat([header(failed, 1, 0), question]), q: { ...q, rcode: failed, answers: 0 } };
   const mx = lookupKey(zone.mx, name);
   const a = lookupKey(zone.a, name);

@@ -106,7 +106,9 @@ beforeAll(async () => {
       'ehlo421.test': [{ priority: 10, exchange: 'mxa.ehlo421.test' }, { priority: 20, exchange: 'mxb.ehlo421.test' }],
       'v6.test': [{ priority: 10, exchange: 'mx6.v6.test' }],
       'equal.test': [{ priority: 10, exchange: 'a.equal.test' }, { priority: 10, exchange: 'b.equal.test' }],
+      'hung.test': [{ priority: 10, exchange: 'mx1.hung.test' }, { priority: 20, exchange: 'mx2.hung.test' }],
     },
+    fail: { 'mx1.hung.test': 'DROP' },
     a: {
       'mx.two-a.test': ['127.0.0.3', '127.0.0.2'],
       'mxa.greet421.test': ['127.0.0.4'],
@@ -114,6 +116,7 @@ beforeAll(async () => {
       'mxa.ehlo421.test': ['127.0.0.5'],
       'mxb.ehlo421.test': ['127.0.0.2'],
       'a.equal.test': ['127.0.0.2'],
+      'mx2.hung.test': ['127.0.0.2'],
     },
     aaaa: { 'mx6.v6.test': ['::1'], 'b.equal.test': ['::1'] },
   };
@@ -187,6 +190,22 @@ describe('every address of every MX host, in order', () => {
 });
 
 describe('a resolver of the probe\'s own', () => {
+  test('an abort while the first MX host\'s lookup hangs ends the probe: nothing is sent through the next one', async () => {
+    const before = good.accepted;
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const p = probe(spec(port, { target: { mx: 'hung.test', port, tls: 'none' }, dnsServers: [dnsSrv.server], timeouts: { dnsMs: 5000 } }), { signal: ac.signal });
+    await expect(p).rejects.toMatchObject({ name: 'AbortError' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(good.accepted).toBe(before);
+  });
+
+  test('the first MX host\'s lookup times out: the next MX host delivers, the dns failure is an attempt', async () => {
+    const r = await probe(spec(port, { target: { mx: 'hung.test', port, tls: 'none' }, dnsServers: [dnsSrv.server], timeouts: { dnsMs: 800 } }));
+    expect(r.outcome).toBe('delivered');
+    expect(r.attempts?.[0]).toMatchObject({ server: 'mx1.hung.test', outcome: 'dns-error', stage: 'dns' });
+  });
+
   test('a DNS server that never answers: dns-error at the dns deadline, not seconds after it', async () => {
     const r = await probe(spec(port, { target: { mx: 'two-a.test', port, tls: 'none' }, dnsServers: [hung.server], timeouts: { dnsMs: 700 } }));
     expect(r.outcome).toBe('dns-error');

@@ -41,7 +41,7 @@ describe('mxprobe probe', () => {
     // a receiver that stops reading after 354: the window closes, nothing moves
     const srv = await startRawServer(scriptedSmtp({ onDataStart: (s) => { s.write('354 go\r\n'); s.pause(); } }));
     try {
-      const r = await runCli(['probe', '--host', '127.0.0.1', '--port', String(srv.port), '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test', '--size', '64MiB', '--stall', '1s', '--json']);
+      const r = await runCli(['probe', '--host', '127.0.0.1', '--port', String(srv.port), '--tls', 'none', '--from', 'a@x.test', '--to', 'b@x.test', '--size', '64MiB', '--stall', '1s', '--no-reply', '1s', '--json']);
       expect(r.code).toBe(1);
       const j = JSON.parse(r.stdout);
       expect(j.outcome).toBe('stalled');

@@ -1,7 +1,7 @@
 /** The watchdog's readings of the kernel, as pure functions over snapshots (src/probe/evidence.ts, watchdog.ts). */
 import { describe, expect, test } from 'vitest';
 import type { TcpSnapshot } from '../../src/model.js';
-import { awaitingNetwork, latestProgressAt, lossEvident, stallKindOf, windowClosed } from '../../src/probe/evidence.js';
+import { awaitingNetwork, latestProgressAt, lossEvident, quietLimit, stallKindOf, windowClosed } from '../../src/probe/evidence.js';
 import { nextLossLook, stallMessage, watchCadence } from '../../src/probe/watchdog.js';
 import { ssArgsFor } from '../../src/probe/tcpinfo.js';
 
@@ -38,8 +38,22 @@ describe('stall kinds', () => {
       expect(stallKindOf(snap({ sndWnd: w, notSent: 3_000_000 }), 0)).toBe('window-closed');
     }
     expect(windowClosed(snap({ sndWnd: 1448 }))).toBe(false);
-    // retransmitting into a small window is loss, not flow control
-    expect(stallKindOf(snap({ sndWnd: 64, bytesSent: 5000, unacked: 1, retrans: 2 }), 0)).toBe('no-ack');
+  });
+  test('a shut window is window-closed even after earlier retransmissions (the shut window explains the quiet)', () => {
+    expect(stallKindOf(snap({ sndWnd: 0, notSent: 1_000_000, retransTotal: 4, retrans: 0, lastAckMs: 0 }), 0)).toBe('window-closed');
+    expect(stallKindOf(snap({ sndWnd: 64, bytesSent: 5000, unacked: 1, retrans: 2 }), 0)).toBe('window-closed');
+    // an open window with data unacknowledged is the loss story
+    expect(stallKindOf(snap({ sndWnd: 65_536, bytesSent: 5000, unacked: 3, retrans: 2 }), 0)).toBe('no-ack');
+  });
+  test('how long each quiet may last: a far end that answers but holds up gets the no-reply window', () => {
+    const w = { stallMs: 10_000, noReplyMs: 100_000 };
+    expect(quietLimit('no-ack', snap({ lastAckMs: 50 }), w)).toBe(10_000);
+    expect(quietLimit('no-reply', snap({}), w)).toBe(100_000);
+    // a slow reader keeps answering window probes: slow, not stalled
+    expect(quietLimit('window-closed', snap({ sndWnd: 0, lastAckMs: 400 }), w)).toBe(100_000);
+    // a shut window whose peer stopped answering: the path or the peer is gone
+    expect(quietLimit('window-closed', snap({ sndWnd: 0, lastAckMs: 12_000 }), w)).toBe(10_000);
+    expect(quietLimit('window-closed', snap({ sndWnd: 0 }), w)).toBe(10_000);
   });
   test('the MSS of the connection decides "one segment" (loopback: 65,483)', () => {
     expect(windowClosed(snap({ sndWnd: 30_000, mss: 65_483 }))).toBe(true);

@@ -12,6 +12,10 @@ function finding(ctx: Context, rs: ProbeResult[]): Finding {
   const written = rs.map((r) => r.bodyBytesWritten).filter((v): v is number => typeof v === 'number');
   const rates = rs.map((r) => r.ackedBytesPerSec).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
   const toT = ctx.targets.length > 1 ? ` to ${r0.target}` : '';
+  // "while data still moved" only when a rate was measured: a deadline can also catch a silent far end first
+  // (the engine records the rate of a moving transfer; a kernel-judged timeout without one moved nothing; results
+  // without the kernel's view keep the old reading)
+  const moving = rates.some((x) => x > 0) || rs.some((r) => r.progressFrom !== 'kernel');
   const wrote = written.length ? ` (median ${approxSize(median(written))} of the body written when the deadline passed${rates.length ? `, acknowledged at ${approxSize(median(rates))}/s` : ''})` : '';
   return {
     kind: 'timeout',
@@ -20,7 +24,9 @@ function finding(ctx: Context, rs: ProbeResult[]): Finding {
     path: r0.path,
     target: r0.target,
     sizeBytes: Math.min(...sizes),
-    statement: `${rs.length}/${total} probes on ${r0.path}${toT} at ${sizeList(sizes)} ran out of time in ${r0.stage ?? 'an unknown stage'} while data still moved: slow, not stalled${wrote}.`,
+    statement: moving
+      ? `${rs.length}/${total} probes on ${r0.path}${toT} at ${sizeList(sizes)} ran out of time in ${r0.stage ?? 'an unknown stage'} while data still moved: slow, not stalled${wrote}.`
+      : `${rs.length}/${total} probes on ${r0.path}${toT} at ${sizeList(sizes)} ran out of time in ${r0.stage ?? 'an unknown stage'}${wrote}; no movement was measured in the stage (no acknowledged rate): a silent far end that the deadline caught before the watchdog's windows — not a stall finding.`,
     evidence: { count: rs.length, total, stage: r0.stage, sizes, medianBodyBytesWritten: written.length ? median(written) : undefined, ...(rates.length ? { medianAckedBytesPerSec: median(rates) } : {}) },
   };
 }
