@@ -385,7 +385,9 @@ export type FindingKind =
   /** Probes that failed otherwise: refused, unreachable, reset, tls-error, protocol-error, dns-error. */
   | 'failure'
   /** A target whose first MX host (or address) keeps failing while a later one takes the mail. */
-  | 'fallback';
+  | 'fallback'
+  /** Stalls judged without the kernel's view (progress counted from our own socket): named as not evidence. */
+  | 'kernel-unread';
 
 /** A comparator statement with its evidence. */
 export interface Finding {

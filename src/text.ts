@@ -35,7 +35,8 @@ function alignedCore(secret: Buffer, k: 0 | 1 | 2): string {
 export function secretForms(secret: string, user?: string): string[] {
   if (!secret) return [];
   const raw = Buffer.from(secret);
-  const forms = new Set<string>([secret, encodeURIComponent(secret), b64(secret), b64(secret).replace(/=+$/, '')]);
+  // replies are decoded as latin1 (reply.ts): a non-ASCII secret echoed in UTF-8 arrives as its bytes read as latin1
+  const forms = new Set<string>([secret, raw.toString('latin1'), encodeURIComponent(secret), b64(secret), b64(secret).replace(/=+$/, '')]);
   for (const k of [0, 1, 2] as const) forms.add(alignedCore(raw, k));
   if (user !== undefined) {
     forms.add(b64(`\0${user}\0${secret}`));

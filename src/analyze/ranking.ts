@@ -8,6 +8,7 @@ const SCORE: Record<FindingKind, number> = {
   'pmtu-blackhole': 80,
   'stall-offset': 78,
   mechanism: 76,
+  'kernel-unread': 62,
   'scattered-stalls': 60,
   'no-reply': 58,
   failure: 57,

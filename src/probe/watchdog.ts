@@ -224,6 +224,9 @@ export function stallMessage(c: StallCall, opts: { tlsMode: string; port: number
   const quiet = secs(c.idleMs);
   if (!c.kind || !t) return `no progress for ${Math.round(c.idleMs)} ms in ${c.stage} (counted from our own socket: the kernel could not be read)`;
   if (c.kind === 'no-reply') {
+    if (c.stage === 'greeting' && (t.bytesReceived ?? 0) > 0) {
+      return `no-reply in greeting: the server began its greeting (${bytes(t.bytesReceived)} bytes) and sent nothing more for ${quiet}: a silent server, not a network stall`;
+    }
     if (c.stage === 'greeting') {
       const hint =
         opts.tlsMode !== 'implicit' && IMPLICIT_TLS_PORTS.has(opts.port)

@@ -4,6 +4,8 @@ import { formatSize } from '../units.js';
 /** Escape text for HTML element content and attribute values (double or single quoted). */
 export function esc(v: unknown): string {
   return String(v ?? '')
+    // control characters from a results file (names, reply texts) have no business in a page either
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '')
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')

@@ -204,3 +204,32 @@ describe('statistics in the evidence', () => {
     }
   });
 });
+
+describe('fallback: the attempt chain in words', () => {
+  const attempt = (address: string, outcome: ProbeResult['outcome'], stage?: ProbeResult['stage']) => ({ server: 'mx1.example.net', address, port: 25, outcome, ...(stage ? { stage } : {}), ms: 2000 });
+  const base = grid({ paths: ['direct'], sizes: [16 * KiB], repeat: 4 });
+  it('first MX refused, delivered through the second', () => {
+    const rs = base.map((r) => ({ ...r, attempts: [attempt('192.0.2.5', 'refused', 'connect'), { ...attempt('192.0.2.6', 'delivered'), server: 'mx2.example.net' }] }));
+    const f = of(compare(rs).findings, 'fallback')[0]!;
+    expect(f.statement).toMatch(/mx1\.example\.net \(192\.0\.2\.5\) was refused at connect in 4\/4 probes; delivered through mx2\.example\.net \(192\.0\.2\.6\) \(4\/4\)\. Each such message lost 2\.00?s/);
+  });
+  it('nothing delivered: no "endpoint that answered"', () => {
+    const rs = base.map((r) => ({ ...r, outcome: 'refused' as const, stage: 'connect' as const, attempts: [attempt('192.0.2.5', 'refused', 'connect'), attempt('192.0.2.6', 'refused', 'connect')] }));
+    const f = of(compare(rs).findings, 'fallback')[0]!;
+    expect(f.statement).toContain('none delivered through another');
+    expect(f.statement).not.toContain('the endpoint that answered');
+  });
+});
+
+describe('kernel-unread: stalls counted from our own socket are named as such', () => {
+  it('says how many, where and why, and the verdict repeats it', () => {
+    const rs = grid({
+      paths: ['direct', 'throttled'], sizes: [8 * KiB, 3 * MiB], repeat: 6,
+      shape: ({ path, sizeBytes }) => (path === 'throttled' && sizeBytes >= 3 * MiB ? { outcome: 'stalled', stage: 'dataAck' } : undefined),
+    }).map((r) => (r.outcome === 'stalled' ? { ...r, progressFrom: 'socket' as const, tcpUnavailable: 'ss not found', tcp: undefined } : r));
+    const c = compare(rs);
+    const f = of(c.findings, 'kernel-unread')[0]!;
+    expect(f.statement).toMatch(/^6 of 6 stalled probes \(on throttled\) were judged without the kernel's view \(ss not found\)/);
+    expect(c.verdict).toContain("judged without the kernel's view");
+  });
+});

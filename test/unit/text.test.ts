@@ -43,3 +43,13 @@ describe('lineBreakIn', () => {
     expect(lineBreakIn('mx.example.net')).toBeUndefined();
   });
 });
+
+describe('a non-ASCII secret echoed by a server', () => {
+  test('is scrubbed from the reply as the parser decodes it (UTF-8 bytes read as latin1)', async () => {
+    const { ReplyParser } = await import('../../src/probe/reply.js');
+    const p = new ReplyParser(secretForms('pässwört-42', 'alice'));
+    const [r] = p.push(Buffer.from('535 5.7.8 bad credentials for alice/pässwört-42\r\n', 'utf8'), 'auth');
+    expect(r!.text).not.toContain(Buffer.from('pässwört-42', 'utf8').toString('latin1'));
+    expect(r!.text).toContain('****');
+  });
+});

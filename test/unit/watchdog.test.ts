@@ -112,9 +112,20 @@ describe('cadence and messages', () => {
     expect(nextLossLook(snap({ backoff: 1, rtoMs: 3200, lastSendMs: 0, lastAckMs: 2000 }), 1000, 500)).toBe(500);
   });
   test('no greeting is a silent server, with the implicit-TLS hint on 465', () => {
-    const m = stallMessage({ stage: 'greeting', kind: 'no-reply', by: 'window', idleMs: 100_000, snapshot: snap({}), progressFrom: 'kernel' }, { tlsMode: 'none', port: 465 });
+    const m = stallMessage({ stage: 'greeting', kind: 'no-reply', by: 'window', idleMs: 100_000, snapshot: snap({ bytesReceived: 0 }), progressFrom: 'kernel' }, { tlsMode: 'none', port: 465 });
     expect(m).toMatch(/silent server, not a network stall/);
     expect(m).toMatch(/port 465 usually expects implicit TLS: try --tls implicit/);
+  });
+  test('a greeting begun and then silent is not "no greeting", and gets no TLS hint', () => {
+    const m = stallMessage({ stage: 'greeting', kind: 'no-reply', by: 'window', idleMs: 5000, snapshot: snap({ bytesReceived: 10 }), progressFrom: 'kernel' }, { tlsMode: 'none', port: 465 });
+    expect(m).toMatch(/began its greeting \(10 bytes\)/);
+    expect(m).not.toMatch(/--tls implicit/);
+  });
+  test('window-closed says whether the peer still answers', () => {
+    const alive = stallMessage({ stage: 'body', kind: 'window-closed', by: 'window', idleMs: 100_000, snapshot: snap({ sndWnd: 0, lastAckMs: 300 }), progressFrom: 'kernel' }, { tlsMode: 'none', port: 25 });
+    expect(alive).toMatch(/its TCP still answers \(last ACK 0\.3 s ago\) but takes nothing/);
+    const gone = stallMessage({ stage: 'body', kind: 'window-closed', by: 'window', idleMs: 10_000, snapshot: snap({ sndWnd: 0, lastAckMs: 12_000 }), progressFrom: 'kernel' }, { tlsMode: 'none', port: 25 });
+    expect(gone).toMatch(/no ACK for 12\.0 s/);
   });
   test('window-closed names the window and the segment', () => {
     const m = stallMessage({ stage: 'body', kind: 'window-closed', by: 'window', idleMs: 10_000, snapshot: snap({ sndWnd: 64 }), progressFrom: 'kernel' }, { tlsMode: 'none', port: 25 });

@@ -21,7 +21,10 @@ function finding(rs: readonly ProbeResult[], total: number): Finding | undefined
   const delivered = rs.filter((r) => r.outcome === 'delivered');
   const through = top(countBy(delivered, (r) => endpoint(r.attempts!.at(-1)!)));
   const lostMs = median(rs.map((r) => r.attempts!.slice(0, -1).reduce((s, a) => s + a.ms, 0)));
-  const via = through ? `; delivered through ${through} (${delivered.length}/${rs.length})` : `; none delivered through another`;
+  const via = delivered.length ? `; delivered through ${through || 'a later endpoint'} (${delivered.length}/${rs.length})` : '; none delivered through another';
+  const lost = delivered.length
+    ? ` Each such message lost ${formatMs(lostMs)} (median) before the endpoint that answered; an MTA moves on the same way, silently.`
+    : ` The endpoints tried after it failed too (${formatMs(lostMs)} lost before the last one, median).`;
   return {
     kind: 'fallback',
     stall: false,
@@ -29,8 +32,7 @@ function finding(rs: readonly ProbeResult[], total: number): Finding | undefined
     path: r0.path,
     target: r0.target,
     statement:
-      `On ${r0.path} to ${r0.target}: ${where} was ${how} in ${same.length}/${total} probes${via}. ` +
-      `Each such message lost ${formatMs(lostMs)} (median) before the endpoint that answered; an MTA moves on the same way, silently.`,
+      `On ${r0.path} to ${r0.target}: ${where} was ${how} in ${same.length}/${total} probes${via}.${lost}`,
     evidence: { endpoint: where, outcome: how, failed: same.length, total, deliveredThrough: through, lostMsMedian: lostMs },
   };
 }

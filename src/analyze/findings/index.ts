@@ -7,6 +7,7 @@ import type { Context } from './context.js';
 import { failure } from './failure.js';
 import { fallback } from './fallback.js';
 import { insufficientData } from './insufficient-data.js';
+import { kernelUnread } from './kernel-unread.js';
 import { mechanism } from './mechanism.js';
 import { noReply } from './no-reply.js';
 import { pathSpecific } from './path-specific.js';
@@ -37,6 +38,7 @@ export const RULES: readonly Rule[] = [
   timeout,
   failure,
   fallback,
+  kernelUnread,
   slow,
 ];
 
