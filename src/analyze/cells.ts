@@ -81,6 +81,9 @@ export function sinkBodyBytes(r: ProbeResult): number | undefined {
 export function ackedBodyOffset(r: ProbeResult): [number, 'body' | 'connection'] | undefined {
   const acked = r.tcp?.bytesAcked;
   if (typeof acked !== 'number') return undefined;
+  // under TLS bytes_acked counts ciphertext and the handshake, which our plaintext byte counts cannot be set
+  // against: such an offset is the connection's, not the body's (it also counts the SYN: one byte, left in)
+  if (r.tls) return [acked, 'connection'];
   if (typeof r.bodyBytesWritten === 'number' && typeof r.bytesWritten === 'number' && r.bytesWritten >= r.bodyBytesWritten) {
     // bytes written that are not message bytes: the commands before the body, plus the final ".\r\n" once
     // the body was complete (a stall waiting for the final reply)
