@@ -53,7 +53,15 @@ export function awaitingNetwork(t: TcpSnapshot, queuedBytes: number): boolean {
  */
 export function stallKindOf(t: TcpSnapshot, queuedBytes: number): StallKind {
   if (!awaitingNetwork(t, queuedBytes)) return 'no-reply';
-  return windowShut(t) ? 'window-closed' : 'no-ack';
+  return windowShut(t) && !inFlightUnanswered(t) ? 'window-closed' : 'no-ack';
+}
+
+/**
+ * Data in flight that the kernel is retransmitting or backing off on: segments lost (or their ACKs), whatever the
+ * window says. A shut window with nothing in flight only has window probes outstanding (they add no bytes_sent).
+ */
+export function inFlightUnanswered(t: TcpSnapshot): boolean {
+  return dataOutstanding(t) && ((t.retrans ?? 0) > 0 || (t.backoff ?? 0) > 0);
 }
 
 /**
@@ -95,9 +103,8 @@ export function latestProgressAt(
  */
 export function lossEvident(t: TcpSnapshot, quietMs: number): boolean {
   return (
+    // data in flight, retransmitted: zero-window probes raise `backoff` too, but carry no data (nothing in flight)
     dataOutstanding(t) &&
-    !windowShut(t) &&
-    // retransmissions, with the window open: zero-window probes raise `backoff` too, but only with a closed window
     ((t.retrans ?? 0) > 0 || (t.retransTotal ?? 0) > 0) &&
     (t.backoff ?? 0) >= 3 &&
     (t.lastAckMs ?? Infinity) >= quietMs

@@ -41,7 +41,9 @@ describe('stall kinds', () => {
   });
   test('a shut window is window-closed even after earlier retransmissions (the shut window explains the quiet)', () => {
     expect(stallKindOf(snap({ sndWnd: 0, notSent: 1_000_000, retransTotal: 4, retrans: 0, lastAckMs: 0 }), 0)).toBe('window-closed');
-    expect(stallKindOf(snap({ sndWnd: 64, bytesSent: 5000, unacked: 1, retrans: 2 }), 0)).toBe('window-closed');
+    // but data in flight that the kernel keeps retransmitting is lost, whatever the window said last
+    expect(stallKindOf(snap({ sndWnd: 64, bytesSent: 5000, unacked: 1, retrans: 2 }), 0)).toBe('no-ack');
+    expect(lossEvident(snap({ sndWnd: 30_000, mss: 65_483, bytesSent: 400_000, bytesAcked: 115_581, retransTotal: 1, backoff: 3, lastAckMs: 1500 }), 1000)).toBe(true);
     // an open window with data unacknowledged is the loss story
     expect(stallKindOf(snap({ sndWnd: 65_536, bytesSent: 5000, unacked: 3, retrans: 2 }), 0)).toBe('no-ack');
   });
