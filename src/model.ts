@@ -231,9 +231,10 @@ export interface TlsInfo {
 export interface TcpSnapshot {
   /**
    * When it was taken: by the watchdog while the application saw no progress (`watch`), at a stall or a deadline
-   * (before the socket was destroyed), or at the end of the probe.
+   * (before the socket was destroyed), or at the end of the probe. On the sink's side: when it sent 354 (`data`),
+   * when the message ended (`end`), when the client went silent (`silent`).
    */
-  at: 'watch' | 'stall' | 'timeout' | 'end';
+  at: 'watch' | 'stall' | 'timeout' | 'end' | 'data' | 'silent';
   /** ms since the probe started (performance.now based). */
   tMs: number;
   state?: string;
@@ -267,6 +268,12 @@ export interface TcpSnapshot {
   notSent?: number;
   /** ms the sender was limited by the peer's receive window (`rwnd_limited`): the closed-window family. */
   rwndLimitedMs?: number;
+  /** The MSS this end advertised in its SYN (`advmss`). */
+  advMss?: number;
+  /** The peer's segment size as this end estimates it from what arrived (`rcvmss`). */
+  rcvMss?: number;
+  /** Options the handshake negotiated, as `ss` names them (`ts`, `sack`, `ecn`, `ecnseen`); window scaling is `wscale`. */
+  options?: string[];
   /** Raw `ss` line for the connection, for the curious. */
   raw?: string;
 }

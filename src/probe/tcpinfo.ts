@@ -205,9 +205,15 @@ export function parseSsLine(line: string, opts: ParseSsOptions = {}): Omit<TcpSn
   setNum('lastSendMs', num(kv.get('lastsnd')));
   setNum('notSent', num(kv.get('notsent')));
   setNum('rwndLimitedMs', leadingNumber(kv.get('rwnd_limited')));
+  setNum('advMss', num(kv.get('advmss')));
+  setNum('rcvMss', num(kv.get('rcvmss')));
 
   // A socket with TCP info prints at least some of these; TIME-WAIT and friends print none.
   const hasInfo = ['rto', 'mss', 'cwnd', 'rtt', 'wscale', 'rcv_space', 'bytes_acked', 'pmtu'].some((k) => kv.has(k));
+  if (hasInfo) {
+    const options = TCP_OPTION_FLAGS.filter((f) => flags.has(f));
+    out.options = options;
+  }
   if (hasInfo && opts.zeroFill) {
     for (const f of opts.zeroFill) {
       if (f === 'retrans') {
@@ -221,6 +227,13 @@ export function parseSsLine(line: string, opts: ParseSsOptions = {}): Omit<TcpSn
   if (raw) out.raw = raw;
   return out;
 }
+
+/**
+ * Option flags `ss` prints before the congestion control name when the handshake negotiated them (tcpi_options):
+ * timestamps, SACK, ECN (and `ecnseen`: a CE/ECT mark was received). Window scaling shows as `wscale:a,b` instead.
+ */
+export const TCP_OPTION_FLAGS = ['ts', 'sack', 'ecn', 'ecnseen'] as const;
+export type TcpOptionFlag = (typeof TCP_OPTION_FLAGS)[number];
 
 /** `ss -V` text → [major, minor], or undefined. Handles `iproute2-6.1.0` and old snapshot names `iproute2-ss190107`. */
 export function parseSsVersion(text: string): { major: number; minor: number } | { snapshotDate: number } | undefined {
@@ -396,9 +409,12 @@ interface SnapshotRequest {
 const BATCH_TUPLES = 64;
 const pending = new Map<string, SnapshotRequest[]>();
 
-/** `ss` arguments for these sockets: filtered in the kernel on both ports of each (addresses are checked after). */
+/**
+ * `ss` arguments for these sockets: filtered in the kernel on both ports of each (addresses are checked after).
+ * `-o` is what makes ss print the negotiated options (`ts sack ecn`; without it only `wscale` shows) and the timer.
+ */
 export function ssArgsFor(tuples: readonly SocketTuple[]): string[] {
-  const args = ['-t', '-i', '-n', '-H', 'state', 'all'];
+  const args = ['-t', '-i', '-o', '-n', '-H', 'state', 'all'];
   tuples.forEach((t, i) => {
     if (i > 0) args.push('or');
     args.push('(', 'sport', '=', `:${t.localPort}`, 'and', 'dport', '=', `:${t.remotePort}`, ')');
