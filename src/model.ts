@@ -392,7 +392,13 @@ export type FindingKind =
   /** Probes that failed otherwise: refused, unreachable, reset, tls-error, protocol-error, dns-error. */
   | 'failure'
   /** A target whose first MX host (or address) keeps failing while a later one takes the mail. */
-  | 'fallback';
+  | 'fallback'
+  /** Two ends: the sender's and the receiver's kernels disagree on window scaling (the option removed or rewritten on the way). */
+  | 'window-scale-rewrite'
+  /** Two ends: the MSS an end sends with is below what the other advertised and what the MTU allows (the option rewritten). */
+  | 'mss-clamp'
+  /** Two ends: the sender saw more acknowledged than the receiver got (a TCP-terminating device). */
+  | 'acked-not-received';
 
 /** A comparator statement with its evidence. */
 export interface Finding {
