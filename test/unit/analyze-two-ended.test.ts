@@ -92,7 +92,7 @@ describe('two-ended findings', () => {
     expect(more).toEqual([]);
     expect(m).toMatchObject({ path: 'via-lb', stall: false, evidence: { clampedTo: 1380, probes: 6, withBothEnds: 6 } });
     expect(m!.statement).toBe(
-      "MSS clamped to 1,380 on path via-lb: sender → receiver: the sending end's kernel got MSS 1,380 where the other end advertised 1,460 (path MTU 1,500) and receiver → sender: the sending end's kernel got MSS 1,380 where the other end advertised 1,460 (path MTU 1,500), in 6/6 probes seen from both ends — a device on via-lb rewrites the MSS option, not path MTU discovery.",
+      "MSS clamped to 1,380 on path via-lb: in both directions the sending end's kernel got MSS 1,380 where the other end advertised 1,460 (path MTU 1,500), in 6/6 probes seen from both ends — a device on via-lb rewrites the MSS option, not path MTU discovery.",
     );
   });
 
@@ -106,7 +106,7 @@ describe('two-ended findings', () => {
     }).map((r) => withReceiver(r, {}, r.outcome === 'stalled' ? 65_460 : r.sizeBytes));
     const c = compare(rs);
     const [a] = of(c.findings, 'acked-not-received');
-    expect(a).toMatchObject({ path: 'via-relay', stall: true, evidence: { medianReceivedBytes: 65_460, probes: 6, stalledWithRecord: 6 } });
-    expect(a!.statement).toMatch(/^On path via-relay the data is acknowledged by something that is not the receiver: the sender's kernel saw [\d,]+ message bytes acknowledged, the receiver got 65,460 \(medians of 6\/6 stalled probes with a sink record, 256KiB, 1MiB\) — a TCP-terminating device on via-relay took the data and did not pass it on\.$/);
+    expect(a).toMatchObject({ path: 'via-relay', stall: true, evidence: { medianReceivedBytes: 65_460, probes: 6, failedWithRecord: 6 } });
+    expect(a!.statement).toMatch(/^On path via-relay the data is acknowledged by something that is not the receiver: the sender's kernel saw [\d,]+ message bytes acknowledged, the receiver got 65,460 \(medians of 6\/6 failed probes with a sink record, 256KiB, 1MiB\) — a TCP-terminating device on via-relay took the data and did not pass it on\.$/);
   });
 });

@@ -33,7 +33,9 @@ function finding(ctx: Context, path: string, target: string): Finding | undefine
     .filter((cs) => cs.length > 0)
     .map(commonClamp);
   const to = Math.min(...ways.map((w) => w.c.clampedTo));
-  const parts = ways.map(({ c }) => `${c.direction}: the sending end's kernel got MSS ${n(c.clampedTo)} where the other end advertised ${n(c.advertised)}${c.pmtu !== undefined ? ` (path MTU ${n(c.pmtu)})` : ''}`);
+  const numbers = (c: MssClamp) => `got MSS ${n(c.clampedTo)} where the other end advertised ${n(c.advertised)}${c.pmtu !== undefined ? ` (path MTU ${n(c.pmtu)})` : ''}`;
+  const same = ways.length === 2 && numbers(ways[0]!.c) === numbers(ways[1]!.c);
+  const parts = same ? [`in both directions the sending end's kernel ${numbers(ways[0]!.c)}`] : ways.map(({ c }) => `${c.direction}: the sending end's kernel ${numbers(c)}`);
   const toT = ctx.targets.length > 1 ? ` to ${target}` : '';
   return {
     kind: 'mss-clamp',
