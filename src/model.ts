@@ -336,6 +336,12 @@ export interface ProbeResult {
   tcp?: TcpSnapshot;
   /** Why `tcp` is absent when a snapshot was wanted. */
   tcpUnavailable?: string;
+  /**
+   * Host-wide context of a stall or timeout: how the sending host's kernel TCP counters (nstat names: `TcpExt.PAWSEstab`,
+   * `TcpExt.TCPACKSkippedSeq`, `Tcp.InCsumErrors`, `TcpExt.TCPTimeouts`, …) rose between the connection and the end of
+   * the probe. They count every connection of the host, not only this probe's (`scope: 'host'`); only rises are kept.
+   */
+  hostCounters?: { scope: 'host'; intervalMs: number; deltas: Record<string, number> };
   /** Path of the pcap of this probe's connection (with `captureDir`). */
   capture?: string;
   captureError?: string;

@@ -82,6 +82,7 @@ export const ResultLineSchema = z.object({
   capabilities: z.array(text).optional(),
   tcp: TcpSnapshotSchema.optional(),
   tcpUnavailable: text.optional(),
+  hostCounters: z.object({ scope: z.literal('host'), intervalMs: ms, deltas: z.record(z.string().max(64), count) }).optional(),
   capture: text.optional(),
   captureError: text.optional(),
   stallMs: ms.optional(),

@@ -314,9 +314,10 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
     for (const r of via) expect(r.tcp?.wscale).toBeUndefined();
     // without a sink: no two-ended statement; the one-end rule (when the window closed) says what a sink would add
     expect(s.compare.findings.filter((f) => f.kind === 'window-scale-rewrite')).toEqual([]);
-    for (const f of s.compare.findings.filter((x) => (x.evidence as { mechanism?: string }).mechanism === 'no-window-scaling')) {
-      expect(f.statement).toContain('a sink at the receiver');
-    }
+    const one = s.compare.findings.filter((x) => (x.evidence as { mechanism?: string }).mechanism === 'no-window-scaling');
+    expect(one.map((f) => f.path)).toEqual(['via-lb']);
+    expect(one[0]!.statement).toMatch(/^Path via-lb negotiates no TCP window scaling \(other paths: \d+\/\d+ connections do, direct\); its send window stayed at 64 bytes/);
+    expect(one[0]!.statement).toContain('a sink at the receiver (mxprobe sink, then compare --sink) would say whether the receiver believes scaling is on');
     // with the sink: the receiver's kernel has scaling on, the sender's off — named, with both ends' numbers
     const both = s.compareSink!.findings.filter((f) => f.kind === 'window-scale-rewrite');
     expect(both.map((f) => f.path)).toEqual(['via-lb']);
@@ -325,7 +326,8 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
     expect(ev.receiverWscale).toMatch(/^\d+/);
     expect(ev.probes).toBe(ev.withBothEnds);
     expect(ev.probes).toBeGreaterThanOrEqual(3);
-    expect(both[0]!.statement).toMatch(/^A device on path via-lb removes or rewrites the TCP window-scale option \(sender: none, receiver: \d+/);
+    expect(both[0]!.statement).toMatch(/^A device on path via-lb removes or rewrites the TCP window-scale option \(sender: none, receiver: \d+\): .* send window 64 bytes; [1-9]\d* of them stalled or timed out\.$/);
+    expect(both[0]!.stall).toBe(true);
     // the receiver's record: its own kernel scaled (the SYN carried the option; only its SYN-ACK lost it)
     expect(s.compareSink!.findings.filter((f) => (f.evidence as { mechanism?: string }).mechanism === 'no-window-scaling')).toEqual([]);
   }, 200_000);

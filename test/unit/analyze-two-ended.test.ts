@@ -66,7 +66,7 @@ describe('two-ended findings', () => {
     expect(more).toEqual([]);
     expect(w).toMatchObject({ path: 'via-fw', stall: true, evidence: { senderWscale: 'none', receiverWscale: '7', probes: 24, withBothEnds: 24, stalled: 12, medianSndWnd: 64 } });
     expect(w!.statement).toBe(
-      "A device on path via-fw removes or rewrites the TCP window-scale option (sender: none, receiver: 7): the two ends' kernels disagree in 24/24 probes seen from both ends; the sender reads the receiver's scaled window as bytes: send window 64 bytes; 12 of them stalled.",
+      "A device on path via-fw removes or rewrites the TCP window-scale option (sender: none, receiver: 7): the two ends' kernels disagree in 24/24 probes seen from both ends; the sender reads the receiver's scaled window as bytes: send window 64 bytes; 12 of them stalled or timed out.",
     );
     // the one-end reading steps aside for the two-ended one, and the verdict tells it once
     expect(of(c.findings, 'mechanism').filter((f) => (f.evidence as { mechanism: string }).mechanism === 'no-window-scaling')).toEqual([]);

@@ -23,7 +23,8 @@ function finding(ctx: Context, path: string, target: string): Finding | undefine
   if (!off.length || off.length * 2 <= both.length) return undefined;
   const sender = modeOf(off, (r) => wscaleText(r.tcp!.wscale));
   const receiver = modeOf(off, (r) => wscaleText(bothEnds(r)!.receiver.wscale));
-  const stalled = off.filter((r) => r.outcome === 'stalled').length;
+  // a misread window stalls a transfer, or lets it crawl a window probe at a time until a deadline
+  const stalled = off.filter((r) => r.outcome === 'stalled' || r.outcome === 'timeout').length;
   const wnds = off.map((r) => r.tcp!.sndWnd).filter((x): x is number => x !== undefined);
   const wnd = wnds.length ? Math.round(median(wnds)) : undefined;
   const toT = ctx.targets.length > 1 ? ` to ${target}` : '';
@@ -34,7 +35,7 @@ function finding(ctx: Context, path: string, target: string): Finding | undefine
     score: score('window-scale-rewrite'),
     path,
     target,
-    statement: `A device on path ${path} removes or rewrites the TCP window-scale option${toT} (sender: ${sender}, receiver: ${receiver}): the two ends' kernels disagree in ${off.length}/${both.length} probes seen from both ends${effect}; ${stalled} of them stalled.`,
+    statement: `A device on path ${path} removes or rewrites the TCP window-scale option${toT} (sender: ${sender}, receiver: ${receiver}): the two ends' kernels disagree in ${off.length}/${both.length} probes seen from both ends${effect}; ${stalled} of them stalled or timed out.`,
     evidence: { mechanism: 'window-scale-rewrite', senderWscale: sender, receiverWscale: receiver, probes: off.length, withBothEnds: both.length, stalled, ...(wnd !== undefined ? { medianSndWnd: wnd } : {}) },
   };
 }

@@ -31,7 +31,9 @@ function snapshotsOf(ctx: Context, path: string, target: string): TcpSnapshot[] 
 
 function finding(ctx: Context, path: string, target: string): Finding | undefined {
   const mine = ctx.results.filter((r) => r.path === path && r.target === target);
-  const stalled = mine.filter((r) => r.outcome === 'stalled');
+  // stalled, or timed out crawling a window-probe's worth at a time (a 64-byte window is slow, not always stalled)
+  const stalled = mine.filter((r) => r.outcome === 'stalled' || r.outcome === 'timeout');
+  const failedWord = stalled.every((r) => r.outcome === 'stalled') ? 'stalled' : 'stalled or timed-out';
   const closed = stalled.filter((r) => r.tcp && (ctx.kinds.get(r) === 'window-closed' || windowClosed(r.tcp, ctx.segmentBytes)));
   if (!closed.length || closed.length * 2 <= stalled.length) return undefined;
   if (snapshotsOf(ctx, path, target).some((t) => t.wscale)) return undefined;
@@ -49,7 +51,7 @@ function finding(ctx: Context, path: string, target: string): Finding | undefine
     score: score('mechanism') + 1,
     path,
     target,
-    statement: `Path ${path} negotiates no TCP window scaling${toT} (other paths: ${scaled}/${theirs.length} connections do, ${joinAnd(others)}); its send window stayed at ${wnd} bytes in ${closed.length}/${stalled.length} stalled probes: a middlebox on ${path} strips or mishandles window scaling (RFC 7323).${receiver}`,
+    statement: `Path ${path} negotiates no TCP window scaling${toT} (other paths: ${scaled}/${theirs.length} connections do, ${joinAnd(others)}); its send window stayed at ${wnd} bytes in ${closed.length}/${stalled.length} ${failedWord} probes: a middlebox on ${path} strips or mishandles window scaling (RFC 7323).${receiver}`,
     evidence: { mechanism: 'no-window-scaling', probes: closed.length, stalled: stalled.length, medianSndWnd: wnd, otherPathsScaled: scaled, otherPathsSnapshots: theirs.length, otherPaths: others },
   };
 }
