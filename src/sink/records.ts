@@ -74,8 +74,9 @@ export interface SinkRecord {
   user?: string;
   /**
    * Probe/message: the sink's own socket as its kernel saw it (`ss`), in the order taken: when 354 went out
-   * (`at: data`), then when the message ended (`end`) or the client went silent (`silent`). Absent when the kernel
-   * could not be read. Window scale, MSS, advertised MSS, options, receive window, bytes received, retransmissions.
+   * (`at: data`), then when the message ended (`end`) or the client went silent (`silent`). The final reply is not
+   * held for the `end` reading (that would add the sink's own `ss` time to the sender's `dataAck`), so a client
+   * that quits at once may be gone before it: then only `data` is kept. Absent when the kernel could not be read. Window scale, MSS, advertised MSS, options, receive window, bytes received, retransmissions.
    */
   tcp?: TcpSnapshot[];
 }

@@ -12,7 +12,8 @@ export async function sinkSnapshot(socket: net.Socket, at: TcpSnapshot['at'], tM
   const { localAddress, localPort, remoteAddress, remotePort } = socket;
   if (!localAddress || !remoteAddress || localPort === undefined || remotePort === undefined) return undefined;
   const r = await tcpSnapshot({ localAddress, localPort, remoteAddress, remotePort }, at, tMs);
-  if (!r.snapshot) return undefined;
+  // a socket already closed when ss ran (a client that quit at once) has no TCP info left: nothing worth keeping
+  if (!r.snapshot || r.snapshot.mss === undefined) return undefined;
   const { raw: _raw, ...kept } = r.snapshot;
   return kept;
 }
