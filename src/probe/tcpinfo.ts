@@ -369,9 +369,9 @@ export interface TcpSnapshotOptions {
  * Never throws: returns `{ snapshot }` or `{ unavailable: reason }` (not Linux, ss missing, socket not found,
  * ss failed or took longer than 2 s). Take it before destroying the socket — a destroyed socket is gone.
  *
- * Requests made in the same turn of the event loop share one `ss` process (up to BATCH_TUPLES sockets per
- * process, one in-kernel filter `( sport and dport ) or …`): the watchdog of many slow probes in flight reads the
- * kernel for all of them at the cost of one process start, not one each.
+ * Requests made in the same turn of the event loop, or while an earlier run is in progress, share one `ss` process
+ * (up to BATCH_TUPLES sockets per process, one in-kernel filter `( sport and dport ) or …`): the watchdog of many
+ * slow probes in flight reads the kernel for all of them at the cost of one process start, not one each.
  */
 export function tcpSnapshot(
   t: SocketTuple,
@@ -388,12 +388,26 @@ export function tcpSnapshot(
     if (!q) {
       q = [];
       pending.set(key, q);
-      setImmediate(() => {
-        pending.delete(key);
-        void flushBatch(q!, opts.netns);
-      });
+      if (!inFlight.has(key)) setImmediate(() => startBatch(key, opts.netns));
     }
     q.push({ t, at, tMs, resolve });
+  });
+}
+
+/**
+ * One `ss` run at a time per namespace: requests that arrive while one runs wait for it to end and then share the
+ * next, so a burst of requests in consecutive turns (200 sink sessions reaching DATA within a second) costs a few
+ * processes, not 200. (Measured in the sink-load test: spawning was not what costs there — `MXPROBE_SS=/bin/true`
+ * spawns as often and leaves greetings at 3–9 ms — the `ss` dumps themselves, competing for the 2 cores, are.)
+ */
+function startBatch(key: string, netns: string | undefined): void {
+  const q = pending.get(key);
+  if (!q || inFlight.has(key)) return;
+  pending.delete(key);
+  inFlight.add(key);
+  void flushBatch(q, netns).finally(() => {
+    inFlight.delete(key);
+    if (pending.has(key)) setImmediate(() => startBatch(key, netns));
   });
 }
 
@@ -408,6 +422,8 @@ interface SnapshotRequest {
 /** Sockets asked for in one `ss` run; the filter grows with each (about 12 arguments a socket). */
 const BATCH_TUPLES = 64;
 const pending = new Map<string, SnapshotRequest[]>();
+/** Namespaces (key '' for our own) with an `ss` run in progress. */
+const inFlight = new Set<string>();
 
 /**
  * `ss` arguments for these sockets: filtered in the kernel on both ports of each (addresses are checked after).
