@@ -202,6 +202,10 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
       expect(r.stallKind).toBe('no-ack');
       expect(r.tcp?.retransTotal ?? 0).toBeGreaterThan(0);
       expect(r.tcp!.bytesAcked!).toBeLessThan(N);
+      // host-level context, labelled as such: the client namespace's counters count this probe's retransmissions
+      // too (read at connect and after the stall snapshot), and every other connection's
+      expect(r.hostCounters?.scope).toBe('host');
+      expect(r.hostCounters!.deltas['Tcp.RetransSegs'] ?? 0).toBeGreaterThanOrEqual(r.tcp!.retransTotal!);
     }
   }, TEST_MS);
 
