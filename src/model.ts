@@ -231,9 +231,10 @@ export interface TlsInfo {
 export interface TcpSnapshot {
   /**
    * When it was taken: by the watchdog while the application saw no progress (`watch`), at a stall or a deadline
-   * (before the socket was destroyed), or at the end of the probe.
+   * (before the socket was destroyed), or at the end of the probe. On the sink's side: when it sent 354 (`data`),
+   * when the message ended (`end`), when the client went silent (`silent`).
    */
-  at: 'watch' | 'stall' | 'timeout' | 'end';
+  at: 'watch' | 'stall' | 'timeout' | 'end' | 'data' | 'silent';
   /** ms since the probe started (performance.now based). */
   tMs: number;
   state?: string;
@@ -267,6 +268,12 @@ export interface TcpSnapshot {
   notSent?: number;
   /** ms the sender was limited by the peer's receive window (`rwnd_limited`): the closed-window family. */
   rwndLimitedMs?: number;
+  /** The MSS this end advertised in its SYN (`advmss`). */
+  advMss?: number;
+  /** The peer's segment size as this end estimates it from what arrived (`rcvmss`). */
+  rcvMss?: number;
+  /** Options the handshake negotiated, as `ss` names them (`ts`, `sack`, `ecn`, `ecnseen`); window scaling is `wscale`. */
+  options?: string[];
   /** Raw `ss` line for the connection, for the curious. */
   raw?: string;
 }
@@ -329,6 +336,12 @@ export interface ProbeResult {
   tcp?: TcpSnapshot;
   /** Why `tcp` is absent when a snapshot was wanted. */
   tcpUnavailable?: string;
+  /**
+   * Host-wide context of a stall or timeout: how the sending host's kernel TCP counters (nstat names: `TcpExt.PAWSEstab`,
+   * `TcpExt.TCPACKSkippedSeq`, `Tcp.InCsumErrors`, `TcpExt.TCPTimeouts`, …) rose between the connection and the end of
+   * the probe. They count every connection of the host, not only this probe's (`scope: 'host'`); only rises are kept.
+   */
+  hostCounters?: { scope: 'host'; intervalMs: number; deltas: Record<string, number> };
   /** Path of the pcap of this probe's connection (with `captureDir`). */
   capture?: string;
   captureError?: string;
@@ -387,7 +400,13 @@ export type FindingKind =
   /** A target whose first MX host (or address) keeps failing while a later one takes the mail. */
   | 'fallback'
   /** Stalls judged without the kernel's view (progress counted from our own socket): named as not evidence. */
-  | 'kernel-unread';
+  | 'kernel-unread'
+  /** Two ends: the sender's and the receiver's kernels disagree on window scaling (the option removed or rewritten on the way). */
+  | 'window-scale-rewrite'
+  /** Two ends: the MSS an end sends with is below what the other advertised and what the MTU allows (the option rewritten). */
+  | 'mss-clamp'
+  /** Two ends: the sender saw more acknowledged than the receiver got (a TCP-terminating device). */
+  | 'acked-not-received';
 
 /** A comparator statement with its evidence. */
 export interface Finding {

@@ -19,8 +19,9 @@ const stage = z.enum(STAGES);
 
 const Reply = z.object({ code: z.number().int().min(100).max(599), enhanced: text.optional(), text });
 
-const Tcp = z.object({
-  at: z.enum(['watch', 'stall', 'timeout', 'end']),
+/** One kernel snapshot (TcpSnapshot), as in a results line's `tcp` and a sink record's `tcp` list. */
+export const TcpSnapshotSchema = z.object({
+  at: z.enum(['watch', 'stall', 'timeout', 'end', 'data', 'silent']),
   tMs: ms,
   state: text.optional(),
   bytesSent: count.optional(),
@@ -45,6 +46,9 @@ const Tcp = z.object({
   lastSendMs: ms.optional(),
   notSent: count.optional(),
   rwndLimitedMs: ms.optional(),
+  advMss: count.optional(),
+  rcvMss: count.optional(),
+  options: z.array(z.string().max(32)).max(16).optional(),
   raw: text.optional(),
 });
 
@@ -76,8 +80,9 @@ export const ResultLineSchema = z.object({
   proxy: text.optional(),
   tls: z.object({ version: text, cipher: text, authorized: z.boolean(), authorizationError: text.optional(), peerName: text.optional() }).optional(),
   capabilities: z.array(text).optional(),
-  tcp: Tcp.optional(),
+  tcp: TcpSnapshotSchema.optional(),
   tcpUnavailable: text.optional(),
+  hostCounters: z.object({ scope: z.literal('host'), intervalMs: ms, deltas: z.record(z.string().max(64), count) }).optional(),
   capture: text.optional(),
   captureError: text.optional(),
   stallMs: ms.optional(),

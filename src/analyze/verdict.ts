@@ -140,7 +140,7 @@ function lostWhy(g: Finding[]): string {
 function mechanismSentences(stall: Finding[], done: Set<Finding>): string[] {
   const out: string[] = [];
   const mech = (f: Finding): string => ev<{ mechanism: string }>(f).mechanism;
-  const scaling = stall.filter((x) => x.kind === 'mechanism' && mech(x) === 'no-window-scaling');
+  const scaling = stall.filter((x) => (x.kind === 'mechanism' && mech(x) === 'no-window-scaling') || x.kind === 'window-scale-rewrite');
   for (const m of ['lost-segments', 'window-closed']) {
     // a path whose closed window is explained by missing window scaling is told once, by that finding
     const g = stall.filter((x) => x.kind === 'mechanism' && mech(x) === m && !(m === 'window-closed' && scaling.some((s) => s.path === x.path)));

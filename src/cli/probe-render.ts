@@ -59,6 +59,10 @@ function tcpLines(r: ProbeResult): string[] {
   } else if (r.tcpUnavailable && r.outcome !== 'delivered') {
     lines.push(`  tcp: unavailable (${r.tcpUnavailable})`);
   }
+  if (r.hostCounters && r.outcome !== 'delivered') {
+    const d = Object.entries(r.hostCounters.deltas).map(([k, v]) => `${k.replace(/^Tcp(Ext)?\./, '')} +${groupDigits(v)}`);
+    lines.push(`  host-wide TCP counters over ${formatMs(r.hostCounters.intervalMs)} (every connection of this host, not only this probe): ${d.length ? d.join(', ') : 'no rise'}`);
+  }
   if (r.capture) lines.push(`  capture: ${r.capture}`);
   if (r.captureError) lines.push(`  capture failed: ${r.captureError}`);
   return lines;

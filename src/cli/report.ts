@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fsErrorWords, mkdirp } from '../fsutil.js';
-import { ReportWriteError, writeReport, type ReportInput } from '../report/index.js';
+import { loadCaptureGraphs, ReportWriteError, writeReport, type ReportInput } from '../report/index.js';
 import { formatSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 
@@ -18,7 +18,8 @@ export const REPORT_OPTION_HELP =
 export async function writeCommandReport(file: string, input: ReportInput): Promise<void> {
   let bytes: number;
   try {
-    bytes = await writeReport(file, { generatedAt: new Date().toISOString(), ...input });
+    const captures = input.captures ?? (await loadCaptureGraphs(input.results));
+    bytes = await writeReport(file, { generatedAt: new Date().toISOString(), ...input, ...(captures.length ? { captures } : {}) });
   } catch (err) {
     if (err instanceof ReportWriteError) throw new CliError(err.message, EXIT.ENV);
     throw err;

@@ -17,6 +17,7 @@ import { BodyPeek, replyLines } from './transcript.js';
 import { openEgress, parseProxyUrl, redactProxy } from './egress.js';
 import { CHUNK_BYTES, fileMessage, generatedMessage, MessageError, type MessageSource } from './message.js';
 import { formatReply, ReplyParser } from './reply.js';
+import { hostCounterDeltas, readHostCounters } from './hostcounters.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import { stallMessage, Watchdog, type StallCall } from './watchdog.js';
 import { awaitingNetwork } from './evidence.js';
@@ -193,6 +194,9 @@ class Transaction {
   private progressFrom: 'kernel' | 'socket' | undefined;
   private ackedBytesPerSec: number | undefined;
   private capturePath: string | undefined;
+  /** The host's TCP counters at connect (probes that take kernel evidence), and their rise at a stall or timeout. */
+  private hostBefore: Promise<Record<string, number> | undefined> | undefined;
+  private hostCounters: ProbeResult['hostCounters'];
   private captureError: string | undefined;
   private tlsInfo: TlsInfo | undefined;
   private capabilities: string[] | undefined;
@@ -330,6 +334,7 @@ class Transaction {
     this.evidence = new Promise<void>((r) => (done = r));
     try {
       if (at) await this.snapshot(at);
+      await this.readHostCounters();
       annotate?.();
       if (this.opts.capture && this.tuple) {
         try {
@@ -378,6 +383,14 @@ class Transaction {
   private guard<T>(p: Promise<T>): Promise<T> {
     if (this.failure) return this.failed;
     return Promise.race([p, this.failed]);
+  }
+
+  /** Host-wide counters since connect: context for a stall, labelled as the host's (hostcounters.ts). */
+  private async readHostCounters(): Promise<void> {
+    const before = await this.hostBefore;
+    const after = before && (await readHostCounters());
+    if (!before || !after || this.connectedAt === undefined) return;
+    this.hostCounters = { scope: 'host', intervalMs: Math.round(performance.now() - this.connectedAt), deltas: hostCounterDeltas(before, after) };
   }
 
   private async snapshot(at: TcpSnapshot['at']): Promise<void> {
@@ -769,6 +782,8 @@ class Transaction {
     this.sock = sock;
     this.connectedTo = ep.address;
     this.connectedAt = performance.now();
+    // the same policy as the end-of-probe snapshot: probes big enough to pay for kernel evidence
+    if (this.spec.sizeBytes >= (this.spec.tcpSnapshotMinBytes ?? DEFAULT_TCP_SNAPSHOT_MIN_BYTES)) this.hostBefore = readHostCounters();
     this.tuple = {
       localAddress: sock.localAddress ?? '',
       localPort: sock.localPort ?? 0,
@@ -1032,6 +1047,7 @@ class Transaction {
       r.attempts = last ? [...this.attempts, last] : [...this.attempts];
     }
     if (this.resolved.mx || this.resolved.addresses || this.resolved.servers) r.resolved = this.resolved;
+    if (this.hostCounters) r.hostCounters = this.hostCounters;
     if (this.capturePath) r.capture = this.capturePath;
     if (this.captureError) r.captureError = this.captureError;
     if (this.quitAt && !err) r.quitAfter = this.quitAt;

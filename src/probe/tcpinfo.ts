@@ -205,9 +205,15 @@ export function parseSsLine(line: string, opts: ParseSsOptions = {}): Omit<TcpSn
   setNum('lastSendMs', num(kv.get('lastsnd')));
   setNum('notSent', num(kv.get('notsent')));
   setNum('rwndLimitedMs', leadingNumber(kv.get('rwnd_limited')));
+  setNum('advMss', num(kv.get('advmss')));
+  setNum('rcvMss', num(kv.get('rcvmss')));
 
   // A socket with TCP info prints at least some of these; TIME-WAIT and friends print none.
   const hasInfo = ['rto', 'mss', 'cwnd', 'rtt', 'wscale', 'rcv_space', 'bytes_acked', 'pmtu'].some((k) => kv.has(k));
+  if (hasInfo) {
+    const options = TCP_OPTION_FLAGS.filter((f) => flags.has(f));
+    out.options = options;
+  }
   if (hasInfo && opts.zeroFill) {
     for (const f of opts.zeroFill) {
       if (f === 'retrans') {
@@ -221,6 +227,13 @@ export function parseSsLine(line: string, opts: ParseSsOptions = {}): Omit<TcpSn
   if (raw) out.raw = raw;
   return out;
 }
+
+/**
+ * Option flags `ss` prints before the congestion control name when the handshake negotiated them (tcpi_options):
+ * timestamps, SACK, ECN (and `ecnseen`: a CE/ECT mark was received). Window scaling shows as `wscale:a,b` instead.
+ */
+export const TCP_OPTION_FLAGS = ['ts', 'sack', 'ecn', 'ecnseen'] as const;
+export type TcpOptionFlag = (typeof TCP_OPTION_FLAGS)[number];
 
 /** `ss -V` text → [major, minor], or undefined. Handles `iproute2-6.1.0` and old snapshot names `iproute2-ss190107`. */
 export function parseSsVersion(text: string): { major: number; minor: number } | { snapshotDate: number } | undefined {
@@ -259,22 +272,32 @@ export function ssZeroFill(ssVersionText: string, kernelRelease: string): ZeroFi
   return fields;
 }
 
-/** Pick the entry of `ss` output that is exactly this 4-tuple (addresses compared after normalisation). */
-export function findSsEntry(output: string, t: SocketTuple): string | undefined {
-  const la = normalizeAddress(t.localAddress);
-  const ra = normalizeAddress(t.remoteAddress);
-  const matches = splitSsOutput(output).filter((text) => {
+const tupleKey = (la: string, lp: number | undefined, ra: string, rp: number | undefined): string => `${la}|${lp}|${ra}|${rp}`;
+
+/** Every socket of `ss` output by its 4-tuple (addresses normalised): one pass, whatever the number of sockets asked. */
+export function indexSsOutput(output: string): Map<string, string[]> {
+  const index = new Map<string, string[]>();
+  for (const text of splitSsOutput(output)) {
     const e = parseSsEntry(text);
-    return (
-      e !== undefined &&
-      e.local.port === t.localPort &&
-      e.peer.port === t.remotePort &&
-      e.local.address === la &&
-      e.peer.address === ra
-    );
-  });
+    if (!e) continue;
+    const k = tupleKey(e.local.address, e.local.port, e.peer.address, e.peer.port);
+    const list = index.get(k);
+    if (list) list.push(text);
+    else index.set(k, [text]);
+  }
+  return index;
+}
+
+/** The entry of an indexed `ss` output that is exactly this 4-tuple. */
+export function entryFor(index: Map<string, string[]>, t: SocketTuple): string | undefined {
+  const matches = index.get(tupleKey(normalizeAddress(t.localAddress), t.localPort, normalizeAddress(t.remoteAddress), t.remotePort)) ?? [];
   // A TIME-WAIT ghost and a live socket can share a tuple for a moment: prefer the one with TCP info.
   return matches.find((m) => !/^(TIME-WAIT|tcp TIME-WAIT)\b/.test(m)) ?? matches[0];
+}
+
+/** Pick the entry of `ss` output that is exactly this 4-tuple (addresses compared after normalisation). */
+export function findSsEntry(output: string, t: SocketTuple): string | undefined {
+  return entryFor(indexSsOutput(output), t);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -356,9 +379,9 @@ export interface TcpSnapshotOptions {
  * Never throws: returns `{ snapshot }` or `{ unavailable: reason }` (not Linux, ss missing, socket not found,
  * ss failed or took longer than 2 s). Take it before destroying the socket — a destroyed socket is gone.
  *
- * Requests made in the same turn of the event loop share one `ss` process (up to BATCH_TUPLES sockets per
- * process, one in-kernel filter `( sport and dport ) or …`): the watchdog of many slow probes in flight reads the
- * kernel for all of them at the cost of one process start, not one each.
+ * Requests made in the same turn of the event loop, or while an earlier run is in progress, share one `ss` process
+ * (up to BATCH_TUPLES sockets per process, one in-kernel filter `( sport and dport ) or …`): the watchdog of many
+ * slow probes in flight reads the kernel for all of them at the cost of one process start, not one each.
  */
 export function tcpSnapshot(
   t: SocketTuple,
@@ -375,16 +398,32 @@ export function tcpSnapshot(
     if (!q) {
       q = [];
       pending.set(key, q);
-      setImmediate(() => {
-        pending.delete(key);
-        // never leave a waiter hanging: whatever goes wrong in a batch answers every request in it
-        flushBatch(q!, opts.netns).catch((e: unknown) => {
-          for (const r of q!) r.resolve({ unavailable: `ss reading failed: ${(e as Error).message}` });
-        });
-      });
+      if (!inFlight.has(key)) setImmediate(() => startBatch(key, opts.netns));
     }
     q.push({ t, at, tMs, resolve });
   });
+}
+
+/**
+ * One `ss` run at a time per namespace: requests that arrive while one runs wait for it to end and then share the
+ * next, so a burst of requests in consecutive turns (200 sink sessions reaching DATA within a second) costs a few
+ * processes, not 200. (Measured in the sink-load test: spawning was not what costs there — `MXPROBE_SS=/bin/true`
+ * spawns as often and leaves greetings at 3–9 ms — the `ss` dumps themselves, competing for the 2 cores, are.)
+ */
+function startBatch(key: string, netns: string | undefined): void {
+  const q = pending.get(key);
+  if (!q || inFlight.has(key)) return;
+  pending.delete(key);
+  inFlight.add(key);
+  flushBatch(q, netns)
+    // never leave a waiter hanging: whatever goes wrong in a batch answers every request in it
+    .catch((e: unknown) => {
+      for (const r of q) r.resolve({ unavailable: `ss reading failed: ${(e as Error).message}` });
+    })
+    .finally(() => {
+      inFlight.delete(key);
+      if (pending.has(key)) setImmediate(() => startBatch(key, netns));
+    });
 }
 
 type SnapshotAnswer = { snapshot?: TcpSnapshot; unavailable?: string };
@@ -398,10 +437,15 @@ interface SnapshotRequest {
 /** Sockets asked for in one `ss` run; the filter grows with each (about 12 arguments a socket). */
 const BATCH_TUPLES = 64;
 const pending = new Map<string, SnapshotRequest[]>();
+/** Namespaces (key '' for our own) with an `ss` run in progress. */
+const inFlight = new Set<string>();
 
-/** `ss` arguments for these sockets: filtered in the kernel on both ports of each (addresses are checked after). */
+/**
+ * `ss` arguments for these sockets: filtered in the kernel on both ports of each (addresses are checked after).
+ * `-o` is what makes ss print the negotiated options (`ts sack ecn`; without it only `wscale` shows) and the timer.
+ */
 export function ssArgsFor(tuples: readonly SocketTuple[]): string[] {
-  const args = ['-t', '-i', '-n', '-H', 'state', 'all'];
+  const args = ['-t', '-i', '-o', '-n', '-H', 'state', 'all'];
   tuples.forEach((t, i) => {
     if (i > 0) args.push('or');
     args.push('(', 'sport', '=', `:${t.localPort}`, 'and', 'dport', '=', `:${t.remotePort}`, ')');
@@ -425,12 +469,14 @@ async function flushBatch(reqs: SnapshotRequest[], netns: string | undefined): P
     const group = reqs.slice(i, i + BATCH_TUPLES);
     ssRuns++;
     const out = await runSs(avail.tool.path, ssArgsFor(group.map((r) => r.t)), netns);
+    // parsed once for the whole group: a batch of 64 sockets is one pass, not 64
+    const index = 'unavailable' in out ? undefined : indexSsOutput(out.stdout);
     for (const r of group) {
-      if ('unavailable' in out) {
-        r.resolve({ unavailable: out.unavailable });
+      if (!index) {
+        r.resolve({ unavailable: (out as { unavailable: string }).unavailable });
         continue;
       }
-      const entry = findSsEntry(out.stdout, r.t);
+      const entry = entryFor(index, r.t);
       if (!entry) {
         const t = r.t;
         r.resolve({ unavailable: `no TCP socket ${t.localAddress}:${t.localPort} → ${t.remoteAddress}:${t.remotePort} in ss (already closed?)` });

@@ -20,7 +20,9 @@ import type { CellComparison, CellVerdict, ThresholdResult, VerifyResult } from 
 import { STAGES, type Finding, type ProbeResult, type Stage } from '../model.js';
 import { formatMs, formatSize } from '../units.js';
 import { failureText, gridOf, heatmapCss, renderHeatmap } from './heatmap.js';
+import { type CaptureGraph, renderCaptureGraphs } from './captures.js';
 import { RuleSet } from './styles.js';
+import { TSG_CSS } from './tsg.js';
 import { renderTimeline } from './timeline.js';
 import { bytesText, esc, finite, gkey, group, labelRows, median, niceTicks, numAttr, plural, probesByCell, r1, uniq, jsonForScript } from './util.js';
 
@@ -56,6 +58,8 @@ export interface ReportInput {
   verify?: ReportVerify;
   /** When the report was made (ISO 8601); shown in the footer. Omitted: not shown (the function is pure). */
   generatedAt?: string;
+  /** Time-sequence graphs of the probes with a packet capture (read by `loadCaptureGraphs`). */
+  captures?: readonly CaptureGraph[];
 }
 
 const require = createRequire(import.meta.url);
@@ -491,7 +495,7 @@ export function renderReport(input: ReportInput): string {
     heatmap: renderHeatmap(input.cells, input.results, rules),
     stages: renderWaterfall(input.cells, input.results, rules),
   };
-  const css = `${CSS}\n${heatmapCss()}\n${rules.css()}\n`;
+  const css = `${CSS}\n${heatmapCss()}\n${input.captures?.length ? `${TSG_CSS}\n` : ''}${rules.css()}\n`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -534,6 +538,10 @@ ${input.verify ? `<section id="verify"><h2>Before → after, per cell</h2>${rend
   <h2>Over time: every probe at its start, per path</h2>
   ${renderTimeline(input.results)}
 </section>
+${input.captures?.length ? `<section id="captures">
+  <h2>Captured connections: sequence and ACKs against time (${input.captures.length})</h2>
+  ${renderCaptureGraphs(input.captures, formatSize)}
+</section>` : ''}
 <section id="raw">
   <h2>All probes (${input.results.length})</h2>
   ${renderRaw(input.results)}

@@ -7,6 +7,9 @@ import { compare, type CompareOptions } from '../analyze/compare.js';
 import type { ProbeResult } from '../model.js';
 import { renderReport, type ReportInput } from './html.js';
 
+export { loadCaptureGraphs, type CaptureGraph } from './captures.js';
+export { parsePcap, type TcpPacket } from './pcap.js';
+export { timeSequence, type TimeSequence } from './tsg.js';
 export { renderReport, stallColor, stallPoints, esc, jsonForScript, type ReportInput, type ReportVerify } from './html.js';
 
 /** Why a report could not be written (the file is named in the message). */

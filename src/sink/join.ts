@@ -4,7 +4,7 @@
  * after DATA → the loss is between the two ends, not in the receiver"). Pure functions.
  */
 import { ackedBodyOffset } from '../analyze/cells.js';
-import type { ProbeResult } from '../model.js';
+import type { ProbeResult, TcpSnapshot } from '../model.js';
 import type { SinkRecord } from './records.js';
 
 /** What the receiver saw of one probe, as attached to its result by `joinSink`. */
@@ -23,6 +23,11 @@ export interface SinkEvidence {
   ended: string;
   /** The final reply the receiver sent, when it sent one. */
   replyCode?: number;
+  /**
+   * The receiver's kernel view of its socket: the latest snapshot the sink took (message end or silence, else at
+   * 354) over the handshake fields of the first (window scale, MSS, advertised MSS, options).
+   */
+  tcp?: TcpSnapshot;
 }
 
 export type WithSink<T> = T & { sink?: SinkEvidence };
@@ -34,6 +39,7 @@ function evidenceOf(rec: SinkRecord): SinkEvidence {
   if (rec.dataStartMs !== undefined && rec.firstByteMs !== undefined) e.firstByteAfterDataMs = round(rec.firstByteMs - rec.dataStartMs);
   if (rec.verified !== undefined) e.verified = rec.verified;
   if (rec.reply) e.replyCode = rec.reply.code;
+  if (rec.tcp?.length) e.tcp = { ...rec.tcp[0]!, ...rec.tcp[rec.tcp.length - 1]! };
   return e;
 }
 

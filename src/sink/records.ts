@@ -4,6 +4,9 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { forEachLine, LineTooLongError } from '../fsutil.js';
+import * as z from 'zod';
+import { TcpSnapshotSchema } from '../analyze/result-schema.js';
+import type { TcpSnapshot } from '../model.js';
 
 /** How a transaction or session ended, seen from the receiver. */
 export type SinkEnded =
@@ -69,6 +72,13 @@ export interface SinkRecord {
   tls?: string;
   /** Session only: the authenticated user. */
   user?: string;
+  /**
+   * Probe/message: the sink's own socket as its kernel saw it (`ss`), in the order taken: when 354 went out
+   * (`at: data`), then when the message ended (`end`) or the client went silent (`silent`). The final reply is not
+   * held for the `end` reading (that would add the sink's own `ss` time to the sender's `dataAck`), so a client
+   * that quits at once may be gone before it: then only `data` is kept. Absent when the kernel could not be read. Window scale, MSS, advertised MSS, options, receive window, bytes received, retransmissions.
+   */
+  tcp?: TcpSnapshot[];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -227,7 +237,17 @@ function checkRecord(v: unknown, where: string): SinkRecord {
   if (typeof o.bodyBytes !== 'number' || typeof o.sessionId !== 'string') {
     throw new SinkRecordsError(`${where}: not a sink record (missing "bodyBytes" or "sessionId")`, 'EINPUT');
   }
-  return o as unknown as SinkRecord;
+  return withCheckedTcp(o) as unknown as SinkRecord;
+}
+
+const SinkTcpSchema = z.array(TcpSnapshotSchema).max(8);
+
+/** A record's `tcp` list validated field by field (unknown fields dropped); one that does not check is left out. */
+function withCheckedTcp(o: Record<string, unknown>): Record<string, unknown> {
+  if (!('tcp' in o)) return o;
+  const { tcp, ...rest } = o;
+  const parsed = SinkTcpSchema.safeParse(tcp);
+  return parsed.success ? { ...rest, tcp: parsed.data } : rest;
 }
 
 /** Parse JSONL text. A truncated last line (a sink killed mid-write) is skipped; any other bad line throws. */

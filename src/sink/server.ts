@@ -55,10 +55,12 @@ import os from 'node:os';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type http from 'node:http';
+import type { TcpSnapshot } from '../model.js';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js';
 import { httpPort, startRecordsHttp } from './http.js';
 import { DEFAULT_MAX_RECORDS, RecordFile, RecordStore, type SinkEnded, type SinkRecord } from './records.js';
+import { settledSnapshots, sinkSnapshot } from './tcp.js';
 import { MessageInspector } from './verify.js';
 
 export const REPLY_STAGES = ['connect', 'ehlo', 'mail', 'rcpt', 'data', 'dataAck'] as const;
@@ -91,6 +93,11 @@ export interface SinkOptions {
   name?: string;
   /** Records kept in memory (oldest dropped first; the record file keeps all); default 100,000. */
   maxRecords?: number;
+  /**
+   * Read the sink's own socket from the kernel (`ss`) when it sends 354, when a message ends and when a client goes
+   * silent, and keep it in the record (`tcp`); default true. `MXPROBE_SS=none` turns it off too.
+   */
+  tcpEvidence?: boolean;
 }
 
 export interface Sink {
@@ -201,6 +208,9 @@ interface Tx {
   reply?: { code: number; text: string; tMs: number };
   commands: { cmd: string; tMs: number }[];
   finalized: boolean;
+  /** the kernel's view of the socket when 354 went out, and when the message ended */
+  tcpAtData?: Promise<TcpSnapshot | undefined>;
+  tcpAtEnd?: Promise<TcpSnapshot | undefined>;
 }
 
 interface Session {
@@ -232,6 +242,8 @@ interface Session {
   tls?: string;
   /** paused by the read pacer, waiting for its turn */
   parked: boolean;
+  /** the kernel's view of the socket when the client went silent */
+  tcpAtSilent?: Promise<TcpSnapshot | undefined>;
   /** record writes of this session's transactions still in progress (verification is asynchronous) */
   pending: Set<Promise<void>>;
   /** resolves once the session record is written */
@@ -306,6 +318,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   };
 
   const now = (s: Session) => round2(performance.now() - s.t0);
+  const snap = (s: Session, at: TcpSnapshot['at']) => (opts.tcpEvidence === false ? undefined : sinkSnapshot(s.socket, at, now(s)));
   const pushCommand = (s: Session, cmd: string, tMs: number) => {
     const c = { cmd, tMs };
     if (s.commands.length < MAX_COMMANDS) s.commands.push(c);
@@ -375,6 +388,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
         probe = insp.partialProbe();
       }
       const lastByteMs = tx.lastByteMs ?? tx.lastRxMs;
+      const tcp = await settledSnapshots([tx.tcpAtData, tx.tcpAtEnd ?? s.tcpAtSilent]);
       // keys in a stable order, absent ones left out (not undefined) so every JSON line reads the same way
       const rec: SinkRecord = {
         kind: probe ? 'probe' : 'message',
@@ -395,6 +409,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
         ...(sha256 !== undefined ? { sha256 } : {}),
         ended,
         ...(tx.reply ? { reply: tx.reply } : {}),
+        ...(tcp.length ? { tcp } : {}),
       };
       s.messageBytes += bodyBytes;
       if (!whole) s.allWhole = false;
@@ -475,6 +490,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
       const tx = s.tx;
       if (tx && code === 354 && tx.dataStartMs === undefined) {
         tx.dataStartMs = tMs;
+        tx.tcpAtData = snap(s, 'data');
       } else if (tx && tx.terminated && !tx.reply) {
         tx.reply = { code, text, tMs };
         s.tx = undefined;
@@ -529,12 +545,19 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
         conn._armTimeout();
         return;
       }
-      s.inTimeout = true;
-      try {
-        origOnTimeout();
-      } finally {
-        s.inTimeout = false;
-      }
+      const timeOut = () => {
+        if (s.closed) return;
+        s.inTimeout = true;
+        try {
+          origOnTimeout();
+        } finally {
+          s.inTimeout = false;
+        }
+      };
+      // read the kernel before the connection is closed (bounded: ss answers within 2 s or is killed)
+      s.tcpAtSilent = snap(s, 'silent');
+      if (s.tcpAtSilent) void s.tcpAtSilent.finally(timeOut);
+      else timeOut();
     };
 
     const origOnError = conn._onError.bind(conn);
@@ -649,6 +672,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
       stream.on('end', () => {
         tx.terminated = true;
         tx.lastByteMs = tx.lastRxMs ?? now(s);
+        tx.tcpAtEnd = snap(s, 'end');
         pushCommand(s, '.', tx.lastByteMs);
         withDelay(delays.dataAck, () => {
           const r = replies.dataAck;

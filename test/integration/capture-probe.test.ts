@@ -3,10 +3,12 @@
  * result names it. Needs tcpdump and root (or CAP_NET_RAW); skipped with a printed reason otherwise.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parsePcap } from '../../src/report/pcap.js';
+import { timeSequence } from '../../src/report/tsg.js';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { scriptedSmtp, startRawServer } from '../helpers/servers.js';
 
@@ -36,6 +38,17 @@ describe.skipIf(!!why)('probe --capture', () => {
     expect(lines.length).toBeGreaterThan(10);
     // only this connection: every packet is between the probe's port and the server's
     for (const l of lines) expect(l).toMatch(new RegExp(`127\\.0\\.0\\.1\\.(${j.localPort}|${srv.port}) > 127\\.0\\.0\\.1\\.(${j.localPort}|${srv.port})`));
+    // the report's own reader sees the same packets, and the graph of the stalled body: data, ACKs, the handshake
+    const ps = parsePcap(readFileSync(j.capture));
+    expect(ps).toHaveLength(lines.length);
+    const ts = timeSequence(ps)!;
+    expect(ts.sender).toBe(`127.0.0.1:${j.localPort}`);
+    expect(ts.handshake.seen).toBe(true);
+    expect(ts.segments.length).toBeGreaterThan(5);
+    expect(ts.acks.length).toBeGreaterThan(0);
+    // the receiver stopped reading: the last window edge is at (or below) the highest byte sent, never beyond
+    const last = ts.acks[ts.acks.length - 1]!;
+    expect(last.edge).toBeLessThanOrEqual(ts.maxSeq + 1);
     expect(spawnSync('pgrep', ['-x', 'tcpdump']).status).not.toBe(0); // no tcpdump left behind
   }, 60_000);
 

@@ -18,6 +18,9 @@ const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.log(`skipping the headless-browser report test: ${CHROMIUM} is not installed (apt-get install chromium)`);
 
 const SIZES = ['1KiB', '16KiB', '128KiB', '512KiB'];
+/** Root with tcpdump: the stalled probes are captured, and the report draws their time-sequence graphs. */
+const TCPDUMP = ['/usr/bin/tcpdump', '/usr/sbin/tcpdump'].find((p) => existsSync(p));
+const CAPTURE = !!TCPDUMP && process.getuid?.() === 0;
 const PATHS = ['direct', 'via-lb'];
 
 describe.skipIf(!haveChromium)('HTML report in headless Chromium', () => {
@@ -48,7 +51,7 @@ repeat: 3
 concurrency: 4
 envelope: {from: probe@mxprobe.test, to: sink@mxprobe.test}
 timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall: 1s, noReply: 1s}
-`,
+${CAPTURE ? `capture: '${join(dir, 'cap')}'\n` : ''}`,
     );
     report = join(dir, 'out', 'report.html');
     run = await runCli(['run', profile, '--out', join(dir, 'lab.jsonl'), '--quiet', '--report', report]);
@@ -143,6 +146,15 @@ timeouts: {connect: 5s, command: 10s, data: 10s, body: 10s, dataAck: 10s, stall:
       await page.locator('input[name="wfscale"][value="shared"]').check();
       await page.locator('#raw-filter').fill('');
       await page.locator('#raw-filter').dispatchEvent('input');
+
+      // a time-sequence graph per captured (stalled) probe, drawn with the hashed style sheet's colours
+      if (CAPTURE) {
+        const graphs = page.locator('#captures svg.tsg');
+        expect(await graphs.count()).toBe(2 * 3);
+        expect(await page.locator('#captures svg.tsg line.seg').count()).toBeGreaterThan(6);
+        expect(await page.locator('#captures svg.tsg polyline.ack').first().evaluate((el) => getComputedStyle(el).stroke)).toBe('rgb(44, 160, 44)');
+        expect(await page.locator('#captures .tsg-probe p.muted').first().innerText()).toMatch(/data segments, \d+ retransmitted, \d+ ACKs/);
+      }
 
       const shot = join(dir, 'report.png');
       await page.screenshot({ path: shot, fullPage: true });

@@ -243,6 +243,73 @@ describe('cut, reset and silent connections are recorded as partial with exact b
   });
 });
 
+describe("the receiver's kernel view: the sink reads its own socket (ss) at 354, at the end, when the client goes silent", () => {
+  let sink: Sink;
+  beforeAll(async () => {
+    sink = await startSink({ silentTimeoutMs: 700 });
+  });
+  afterAll(async () => {
+    await sink.close();
+  });
+  const linux = process.platform === 'linux';
+
+  test.runIf(linux)('a whole message: a snapshot at 354 and one at the end, with the handshake and every byte received', async () => {
+    const id = 'p-tcp-whole';
+    // the client stays connected after the reply (the sink does not hold its reply for the end reading)
+    const c = await openTransaction(sink.port);
+    await c.streamMessage(probeMessage(id, 256 * KiB, 31).chunks() as Iterable<Buffer>);
+    await c.write(Buffer.from('.\r\n'));
+    expect((await c.reply(10_000)).code).toBe(250);
+    const rec = (await sink.waitFor(id, 10_000))!;
+    c.destroy();
+    expect(rec.tcp?.map((t) => t.at)).toEqual(['data', 'end']);
+    const [atData, atEnd] = rec.tcp!;
+    for (const t of rec.tcp!) {
+      expect(t.state).toBe('ESTAB');
+      expect(t.mss).toBeGreaterThan(0);
+      expect(t.advMss).toBeGreaterThan(0);
+      expect(Array.isArray(t.options)).toBe(true);
+      expect(t.raw).toBeUndefined(); // the record keeps the fields, not ss's line
+    }
+    // the kernel counts the whole connection: the dialogue before DATA, then the message and its terminator
+    expect(atEnd!.bytesReceived!).toBeGreaterThan(256 * KiB);
+    expect(atEnd!.bytesReceived!).toBeGreaterThan(atData!.bytesReceived!);
+    expect(atEnd!.wscale).toEqual(atData!.wscale);
+  });
+
+  test.runIf(linux)('a client that goes silent mid-body: the last snapshot is taken before the 421 closes the socket', async () => {
+    const id = 'p-tcp-silent';
+    const c = await openTransaction(sink.port);
+    await c.streamMessage(probeMessage(id, 1 * MiB, 32).chunks() as Iterable<Buffer>, 50_000);
+    expect((await c.reply(10_000)).code).toBe(421);
+    const rec = (await sink.waitFor(id, 10_000))!;
+    expect(rec.ended).toBe('client-silent');
+    expect(rec.tcp?.map((t) => t.at)).toEqual(['data', 'silent']);
+    expect(rec.tcp![1]!.bytesReceived!).toBeGreaterThanOrEqual(50_000);
+    c.destroy();
+  });
+
+  test.runIf(linux)('a client that quits at once after the reply: the 354 reading still holds the handshake', async () => {
+    const id = 'p-tcp-quit';
+    expect((await sendWhole(sink.port, probeMessage(id, 4 * KiB, 34).chunks() as Iterable<Buffer>)).code).toBe(250);
+    const rec = (await sink.waitFor(id, 10_000))!;
+    expect(rec.tcp![0]).toMatchObject({ at: 'data', state: 'ESTAB' });
+    expect(rec.tcp![0]!.advMss).toBeGreaterThan(0);
+    for (const t of rec.tcp!) expect(t.mss).toBeGreaterThan(0); // a reading of a closed socket is not kept
+  });
+
+  test('tcpEvidence: false records no kernel view', async () => {
+    const quiet = await startSink({ tcpEvidence: false });
+    try {
+      const id = 'p-tcp-off';
+      await sendWhole(quiet.port, probeMessage(id, 4 * KiB, 33).chunks() as Iterable<Buffer>);
+      expect((await quiet.waitFor(id, 10_000))!.tcp).toBeUndefined();
+    } finally {
+      await quiet.close();
+    }
+  });
+});
+
 describe('forced replies and delays for testing clients', () => {
   test('rcpt=451: the client sees 451 at RCPT; the session records it', async () => {
     const sink = await startSink({ replies: { rcpt: { code: 451 } } });

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Finding, ProbeResult } from '../../src/model.js';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
-import { readResultsFile, runMxprobeIn, startLabSink, summarisePaths, writeProfile, type LabSink } from './lab-cli.js';
+import { readResultsFile, runMxprobeIn, startLabRelay, startLabSink, summarisePaths, waitForSinkRecords, writeProfile, type LabProfile, type LabSink } from './lab-cli.js';
 import { createTopology, netlabAvailable, type FaultKind, type FaultParams, type Topology } from './topology.js';
 
 const avail = await netlabAvailable();
@@ -50,6 +50,8 @@ interface Scenario {
   runCode: number | null;
   /** Packets the fault's iptables rule matched in rta. */
   ruleHits: number;
+  /** `compare --sink` over the sink's records (with `withSink`). */
+  compareSink?: CompareJson;
 }
 
 /** "16KiB" → 16384; what the profile's sizes mean, for the assertions. */
@@ -102,16 +104,16 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
   /** Fault on rta, both paths probed, run in `cli`, compare outside; faults cleared whatever happens. */
   async function scenario<K extends FaultKind>(
     name: string,
-    fault: { kind: K; params: FaultParams[K] },
+    fault: { kind: K; params: FaultParams[K] } | null,
     sizes: string[],
-    opts: { repeat?: number; stall?: string | 'default'; deadlineMs?: number } = {},
+    opts: { repeat?: number; stall?: string | 'default'; deadlineMs?: number; paths?: LabProfile['paths']; timeouts?: LabProfile['timeouts']; withSink?: boolean } = {},
   ): Promise<Scenario> {
-    const rule = await topo.applyFault('rta', fault.kind, fault.params);
+    const rule = fault ? await topo.applyFault('rta', fault.kind, fault.params) : ['(no fault)'];
     try {
       const profile = writeProfile(dir, {
         name,
         target: { host: topo.addrs.server, port: SINK_PORT },
-        paths: [
+        paths: opts.paths ?? [
           { name: 'via-lb', localAddress: topo.addrs.viaLb },
           { name: 'direct', localAddress: topo.addrs.direct },
         ],
@@ -119,6 +121,7 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
         repeat: opts.repeat ?? 3,
         concurrency: 4,
         stall: opts.stall === 'default' ? undefined : (opts.stall ?? '3s'),
+        ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
       });
       const out = join(dir, `${name}.jsonl`);
       const deadline = opts.deadlineMs ?? RUN_DEADLINE_MS;
@@ -130,20 +133,33 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
       const cmp = await runCli(['compare', out, '--json'], { timeoutMs: 30_000 });
       if (cmp.code !== 0 && cmp.code !== 1) throw new Error(`mxprobe compare (${name}) exited ${cmp.code ?? cmp.signal}: ${cmp.stderr}`);
       const compare = JSON.parse(cmp.stdout) as CompareJson;
-      const dropped = fault.kind === 'tbf' ? { stdout: '' } : await topo.exec('rta', 'iptables', ['-w', ...(fault.kind === 'tcpoptstrip' ? ['-t', 'mangle'] : []), '-L', 'FORWARD', '-v', '-n', '-x']);
-      const hits = Number(/^\s*(\d+)\s+\d+\s+(DROP|TCPOPTSTRIP)/m.exec(dropped.stdout)?.[1] ?? 0);
+      const compareSink = opts.withSink ? await compareWithSink(name, out, results) : undefined;
+      const mangle = fault?.kind === 'tcpoptstrip' || fault?.kind === 'tcpmss';
+      const dropped = !fault || fault.kind === 'tbf' ? { stdout: '' } : await topo.exec('rta', 'iptables', ['-w', ...(mangle ? ['-t', 'mangle'] : []), '-L', 'FORWARD', '-v', '-n', '-x']);
+      const hits = Number(/^\s*(\d+)\s+\d+\s+(DROP|TCPOPTSTRIP|TCPMSS)/m.exec(dropped.stdout)?.[1] ?? 0);
       console.log(
         [
           `── ${name}: rta ${rule.join(' ')}  (rule matched ${hits} packets; run ${Math.round(run.ms)} ms, exit ${run.code}; compare exit ${cmp.code})`,
           `   verdict: ${compare.verdict}`,
           ...compare.findings.map((f) => `   finding ${f.kind}${f.stall ? ' [stall]' : ''}${f.path ? ` ${f.path}` : ''}${f.sizeBytes !== undefined ? ` @${f.sizeBytes}` : ''}: ${f.statement}`),
+          ...(compareSink ? [`   with --sink: ${compareSink.verdict}`, ...compareSink.findings.map((f) => `   finding (--sink) ${f.kind}${f.stall ? ' [stall]' : ''}${f.path ? ` ${f.path}` : ''}: ${f.statement}`)] : []),
           ...summarisePaths(results).map((s) => `   ${s.path}: ${JSON.stringify(s)}`),
         ].join('\n'),
       );
-      return { results, compare, compareCode: cmp.code, runCode: run.code, ruleHits: hits };
+      return { results, compare, compareCode: cmp.code, runCode: run.code, ruleHits: hits, ...(compareSink ? { compareSink } : {}) };
     } finally {
       await topo.clearFaults('rta');
     }
+  }
+
+  /** `compare --sink` once the sink has written the record of every probe that reached DATA. */
+  async function compareWithSink(name: string, out: string, results: ProbeResult[]): Promise<CompareJson> {
+    const sent = results.filter((r) => r.stages.data !== undefined || r.stages.body !== undefined).map((r) => r.probeId);
+    const missing = await waitForSinkRecords(join(dir, 'sink.jsonl'), sent);
+    if (missing.length) console.warn(`   ${name}: no sink record (yet) for ${missing.length} probes: ${missing.slice(0, 3).join(', ')}`);
+    const cmp = await runCli(['compare', out, '--sink', join(dir, 'sink.jsonl'), '--json'], { timeoutMs: 30_000 });
+    if (cmp.code !== 0 && cmp.code !== 1) throw new Error(`mxprobe compare --sink (${name}) exited ${cmp.code ?? cmp.signal}: ${cmp.stderr}`);
+    return JSON.parse(cmp.stdout) as CompareJson;
   }
 
   it('connbytes on rta (incident 1): via-lb stalls from the size that crosses N, segments lost; direct clean', async () => {
@@ -186,6 +202,10 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
       expect(r.stallKind).toBe('no-ack');
       expect(r.tcp?.retransTotal ?? 0).toBeGreaterThan(0);
       expect(r.tcp!.bytesAcked!).toBeLessThan(N);
+      // host-level context, labelled as such: the client namespace's counters count this probe's retransmissions
+      // too (read at connect and after the stall snapshot), and every other connection's
+      expect(r.hostCounters?.scope).toBe('host');
+      expect(r.hostCounters!.deltas['Tcp.RetransSegs'] ?? 0).toBeGreaterThanOrEqual(r.tcp!.retransTotal!);
     }
   }, TEST_MS);
 
@@ -290,5 +310,83 @@ describe.skipIf(!avail.ok)('netlab e2e: mxprobe run + compare --json against ker
     for (const r of direct) expect(r.tcp!.wscale).toBeDefined();
     // without scaling the peer's window cannot pass 64 KiB
     for (const r of via) if (r.tcp!.sndWnd !== undefined) expect(r.tcp!.sndWnd).toBeLessThanOrEqual(65_535);
+  }, TEST_MS);
+
+  it('two ends: wscale stripped from the SYN-ACK on rta, named from one end (what a sink would add) and from both (sender: none, receiver: N)', async () => {
+    const s = await scenario('ends-wscale', { kind: 'tcpoptstrip', params: { options: ['wscale'], direction: 'to-client' } }, ['4KiB', '64KiB'], { repeat: 2, deadlineMs: 150_000, withSink: true });
+    const via = s.results.filter((r) => r.path === 'via-lb');
+    for (const r of via) expect(r.tcp?.wscale).toBeUndefined();
+    // without a sink: no two-ended statement; the one-end rule (when the window closed) says what a sink would add
+    expect(s.compare.findings.filter((f) => f.kind === 'window-scale-rewrite')).toEqual([]);
+    const one = s.compare.findings.filter((x) => (x.evidence as { mechanism?: string }).mechanism === 'no-window-scaling');
+    expect(one.map((f) => f.path)).toEqual(['via-lb']);
+    expect(one[0]!.statement).toMatch(/^Path via-lb negotiates no TCP window scaling \(other paths: \d+\/\d+ connections do, direct\); its send window stayed at 64 bytes/);
+    expect(one[0]!.statement).toContain('a sink at the receiver (mxprobe sink, then compare --sink) would say whether the receiver believes scaling is on');
+    // with the sink: the receiver's kernel has scaling on, the sender's off — named, with both ends' numbers
+    const both = s.compareSink!.findings.filter((f) => f.kind === 'window-scale-rewrite');
+    expect(both.map((f) => f.path)).toEqual(['via-lb']);
+    const ev = both[0]!.evidence as { senderWscale: string; receiverWscale: string; probes: number; withBothEnds: number; medianSndWnd?: number };
+    expect(ev.senderWscale).toBe('none');
+    expect(ev.receiverWscale).toMatch(/^\d+/);
+    expect(ev.probes).toBe(ev.withBothEnds);
+    expect(ev.probes).toBeGreaterThanOrEqual(3);
+    expect(both[0]!.statement).toMatch(/^A device on path via-lb removes or rewrites the TCP window-scale option \(sender: none, receiver: \d+\): .* send window 64 bytes; [1-9]\d* of them stalled or timed out\.$/);
+    expect(both[0]!.stall).toBe(true);
+    // the receiver's record: its own kernel scaled (the SYN carried the option; only its SYN-ACK lost it)
+    expect(s.compareSink!.findings.filter((f) => (f.evidence as { mechanism?: string }).mechanism === 'no-window-scaling')).toEqual([]);
+  }, 200_000);
+
+  it('two ends: TCPMSS --set-mss 1380 on rta is "MSS clamped to 1,380 on path via-lb", with both ends\' numbers; not a stall', async () => {
+    const s = await scenario('ends-mss', { kind: 'tcpmss', params: { mss: 1380 } }, ['16KiB', '256KiB'], { repeat: 2, withSink: true });
+    expect(s.ruleHits).toBeGreaterThan(0);
+    expect(s.results.filter((r) => r.outcome !== 'delivered').map((r) => `${r.path} ${r.sizeBytes} ${r.outcome}@${r.stage}`)).toEqual([]);
+    // the sender's kernel: segments of 1380 less the timestamp option on via-lb only
+    const ts = (r: ProbeResult) => (r.tcp?.options?.includes('ts') ? 12 : 0);
+    for (const r of s.results.filter((x) => x.path === 'via-lb')) expect(r.tcp!.mss! + ts(r)).toBe(1380);
+    for (const r of s.results.filter((x) => x.path === 'direct')) expect(r.tcp!.mss! + ts(r)).toBe(1460);
+    expect(s.compare.findings.filter((f) => f.kind === 'mss-clamp')).toEqual([]); // one end cannot know what was advertised
+    const m = s.compareSink!.findings.filter((f) => f.kind === 'mss-clamp');
+    expect(m.map((f) => f.path)).toEqual(['via-lb']);
+    expect(m[0]).toMatchObject({ stall: false, evidence: { clampedTo: 1380 } });
+    const dirs = (m[0]!.evidence as { directions: Array<{ direction: string; clampedTo: number; advertised: number }> }).directions;
+    expect(dirs.map((d) => [d.direction, d.clampedTo, d.advertised])).toEqual([
+      ['sender → receiver', 1380, 1460],
+      ['receiver → sender', 1380, 1460],
+    ]);
+    expect(m[0]!.statement).toMatch(/^MSS clamped to 1,380 on path via-lb: .*advertised 1,460/);
+    expect(s.compareSink!.findings.filter((f) => f.stall)).toEqual([]);
+  }, TEST_MS);
+
+  it('two ends: a TCP-terminating relay in rta that drops after 64 KiB is "acknowledged by something that is not the receiver"', async () => {
+    const listen = `${topo.addrs.rta.cli}:2526`;
+    const relay = await startLabRelay(topo, 'rta', { listen, to: `${topo.addrs.server}:${SINK_PORT}`, clientToServer: 'blackhole-after=64KiB' });
+    try {
+      const paths = [
+        { name: 'via-relay', localAddress: topo.addrs.viaLb, relay: listen },
+        { name: 'direct', localAddress: topo.addrs.direct },
+      ];
+      // the final reply's deadline (8 s) ends the wait before the sink's silent timeout (20 s) would answer 421
+      const s = await scenario('ends-relay', null, ['16KiB', '256KiB', '1MiB'], { repeat: 2, paths, timeouts: { dataAck: '8s' }, withSink: true });
+      // 256KiB and 1MiB, twice each: every byte acknowledged (by the relay), then no final reply — a silent far
+      // end is not a stall to the engine (a content filter may think for 30 s): it waits for the deadline
+      const failed = s.results.filter((r) => r.path === 'via-relay' && r.outcome !== 'delivered');
+      expect(failed.map((r) => r.sizeBytes).sort((a, b) => a - b)).toEqual([256 * KiB, 256 * KiB, MiB, MiB]);
+      for (const r of failed) {
+        expect(['stalled', 'timeout']).toContain(r.outcome);
+        expect(r.stage).toBe('dataAck');
+        expect(r.tcp!.bytesAcked!).toBeGreaterThan(r.sizeBytes);
+      }
+      expect(s.results.filter((r) => r.path === 'direct').every((r) => r.outcome === 'delivered')).toBe(true);
+      expect(s.compare.findings.filter((f) => f.kind === 'acked-not-received')).toEqual([]);
+      const a = s.compareSink!.findings.filter((f) => f.kind === 'acked-not-received');
+      expect(a.map((f) => f.path)).toEqual(['via-relay']);
+      const ev = a[0]!.evidence as { medianAckedBytes: number; medianReceivedBytes: number; probes: number };
+      expect(ev.probes).toBe(4);
+      expect(ev.medianReceivedBytes).toBeLessThan(64 * KiB); // the relay's 64 KiB include the SMTP dialogue
+      expect(ev.medianAckedBytes).toBeGreaterThanOrEqual(256 * KiB);
+      expect(a[0]!.statement).toMatch(/^On path via-relay the data is acknowledged by something that is not the receiver: the sender's kernel saw [\d,]+ message bytes acknowledged, the receiver got [\d,]+/);
+    } finally {
+      await relay.stop();
+    }
   }, TEST_MS);
 });

@@ -52,52 +52,65 @@ export interface LabSink {
   stop(): Promise<void>;
 }
 
+/** Start a long-running CLI command in a namespace; resolves once `ready.on` (stdout or stderr) contains `ready.text`. */
+async function startDaemon(topo: Topology, role: NsRole, args: string[], ready: { text: string; on: 'stdout' | 'stderr' }, what: string): Promise<{ child: ChildProcess; output: () => string; stop: () => Promise<void> }> {
+  const child = topo.spawn(role, process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${what} did not start within 20 s; output: ${output}`));
+    }, 20_000);
+    const onData = (d: unknown) => {
+      output += String(d);
+      if (output.includes(ready.text)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child[ready.on]?.on('data', onData);
+    child[ready.on === 'stdout' ? 'stderr' : 'stdout']?.resume(); // not needed here (a sink's --record file keeps its records)
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code ?? signal}) before it was ready; output: ${output}`));
+    });
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('close', r));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await gone;
+    clearTimeout(t);
+  };
+  return { child, output: () => output, stop };
+}
+
 /** Start `mxprobe sink` in `srv` on the server address; resolves once it says it is listening. */
 export async function startLabSink(topo: Topology, opts: { port?: number; record?: string; silentTimeout?: string } = {}): Promise<LabSink> {
   const host = topo.addrs.server;
   const port = opts.port ?? 2525;
-  const args = [BIN, 'sink', '--listen', `${host}:${port}`, '--silent-timeout', opts.silentTimeout ?? '20s', '--json'];
+  const args = ['sink', '--listen', `${host}:${port}`, '--silent-timeout', opts.silentTimeout ?? '20s', '--json'];
   if (opts.record) args.push('--record', opts.record);
-  const child = topo.spawn('srv', process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stdout?.resume(); // --json records: not needed here (the --record file keeps them)
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mxprobe sink did not start listening on ${host}:${port} within 20 s; stderr: ${stderr}`));
-    }, 20_000);
-    child.stderr?.on('data', (d) => {
-      stderr += String(d);
-      if (stderr.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`mxprobe sink exited (${code ?? signal}) before listening; stderr: ${stderr}`));
-    });
-  });
-  return {
-    host,
-    port,
-    child,
-    stderr: () => stderr,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = new Promise((r) => child.once('close', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await gone;
-      clearTimeout(t);
-    },
-  };
+  const d = await startDaemon(topo, 'srv', args, { text: 'listening on', on: 'stderr' }, `mxprobe sink on ${host}:${port}`);
+  return { host, port, child: d.child, stderr: d.output, stop: d.stop };
+}
+
+/**
+ * Start `mxprobe lab relay` in a router namespace: a TCP-terminating device on that path (it acknowledges what the
+ * client sends and opens its own connection to `to`), with a fault on the client's bytes.
+ */
+export async function startLabRelay(topo: Topology, router: 'rta' | 'rtb', opts: { listen: string; to: string; clientToServer: string }): Promise<{ stop: () => Promise<void>; output: () => string }> {
+  const args = ['lab', 'relay', '--listen', opts.listen, '--to', opts.to, '--client-to-server', opts.clientToServer];
+  const d = await startDaemon(topo, router, args, { text: `relay ${opts.listen}`, on: 'stdout' }, `mxprobe lab relay on ${opts.listen}`);
+  return { stop: d.stop, output: d.output };
 }
 
 export interface LabProfile {
   name: string;
   target: { host: string; port: number };
-  paths: Array<{ name: string; localAddress: string }>;
+  /** `relay`: hand the message to this host:port instead of the target (a relay path). */
+  paths: Array<{ name: string; localAddress: string; relay?: string }>;
   sizes: string[];
   repeat: number;
   concurrency: number;
@@ -106,6 +119,8 @@ export interface LabProfile {
   seed?: number;
   /** TCP snapshot at the end of probes of at least this size; default 0 (every probe). */
   tcpSnapshotMin?: string;
+  /** Deadlines over the lab's defaults, e.g. `{ dataAck: '8s' }`. */
+  timeouts?: Record<string, string>;
 }
 
 /** Write a profile as YAML into `dir`; returns its path. */
@@ -123,12 +138,32 @@ export function writeProfile(dir: string, p: LabProfile): string {
     ehlo: 'netlab.mxprobe.test',
     // the lab's RTT is well under a millisecond: short deadlines keep every run bounded; the stall window (the
     // default 10 s when absent) stays shorter than every deadline
-    timeouts: { connect: '15s', command: '15s', data: '15s', body: '30s', dataAck: '30s', ...(p.stall ? { stall: p.stall } : {}) },
+    timeouts: { connect: '15s', command: '15s', data: '15s', body: '30s', dataAck: '30s', ...(p.stall ? { stall: p.stall } : {}), ...p.timeouts },
     tcpSnapshotMin: p.tcpSnapshotMin ?? '0',
   };
   const file = join(dir, `${p.name}.yaml`);
   writeFileSync(file, `# written by test/netlab/e2e.test.ts\n${stringify(doc)}`);
   return file;
+}
+
+/**
+ * Wait (polling, bounded) until the sink's record file holds a probe record for each of these probe ids: the sink
+ * writes a record when the session ends, which can trail the sender's result by the time the connection takes to
+ * close. Resolves with the ids still missing at the deadline (none: all there).
+ */
+export async function waitForSinkRecords(file: string, probeIds: readonly string[], timeoutMs = 15_000): Promise<string[]> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      // not written yet
+    }
+    const missing = probeIds.filter((id) => !text.includes(`"probeId":"${id}"`));
+    if (!missing.length || performance.now() > deadline) return missing;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** Read a results file (JSON Lines). */

@@ -27,6 +27,7 @@
  * - `length`     silently drop IP packets longer than L bytes, no ICMP (a PMTU blackhole).
  * - `statistic`  drop packets at random with probability P (lossy path).
  * - `tcpoptstrip` remove TCP options (default `wscale`) from SYN/SYN-ACK (the window-scaling family, incident 2).
+ * - `tcpmss`     rewrite the MSS option of SYN/SYN-ACK to M (`TCPMSS --set-mss`, mangle): an MSS-clamping device.
  *
  * Needs root, `ip` (iproute2) and `iptables`. Names are unique per process (`mxprobe-<pid>-<rand>-cli` …);
  * `destroy()` is idempotent, a process `exit` hook destroys whatever is left, and `createTopology` first
@@ -50,6 +51,8 @@ export interface FaultParams {
   statistic: { probability: number; direction?: Direction };
   /** Strip these TCP options (default `['wscale']`) from SYN and SYN-ACK segments. */
   tcpoptstrip: { options?: string[]; direction?: Direction };
+  /** Rewrite the MSS option of SYN and SYN-ACK segments to `mss` (it is only ever lowered). */
+  tcpmss: { mss: number; direction?: Direction };
   /** A slow link: a token bucket (`tc qdisc … tbf`) on the router's egress, `kbit` per second (default to-server). */
   tbf: { kbit: number; direction?: Exclude<Direction, 'both'> };
 }
@@ -412,6 +415,12 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
         const p = params as FaultParams['tcpoptstrip'];
         const options = (p.options ?? ['wscale']).join(',');
         rule = ['-t', 'mangle', '-A', 'FORWARD', ...routerIface(router, p.direction ?? 'both'), '-p', 'tcp', '--tcp-flags', 'SYN', 'SYN', '-j', 'TCPOPTSTRIP', '--strip-options', options];
+        break;
+      }
+      case 'tcpmss': {
+        const p = params as FaultParams['tcpmss'];
+        if (!Number.isInteger(p.mss) || p.mss < 536 || p.mss > 65_495) throw new Error(`tcpmss: mss must be 536..65495, got ${p.mss}`);
+        rule = ['-t', 'mangle', '-A', 'FORWARD', ...routerIface(router, p.direction ?? 'both'), '-p', 'tcp', '--tcp-flags', 'SYN,RST', 'SYN', '-j', 'TCPMSS', '--set-mss', String(p.mss)];
         break;
       }
       case 'tbf': {

@@ -188,7 +188,7 @@ describe('the kernel evidence rules', () => {
     const c = compare(rs);
     const w = of(c.findings, 'mechanism').find((f) => (f.evidence as { mechanism: string }).mechanism === 'no-window-scaling')!;
     expect(w).toMatchObject({ path: 'via-fw', stall: true });
-    expect(w.statement).toBe('Path via-fw negotiates no TCP window scaling (other paths: 24/24 connections do, direct); its send window stayed at 64 bytes in 12/12 stalled probes: a middlebox on via-fw strips or mishandles window scaling (RFC 7323).');
+    expect(w.statement).toBe('Path via-fw negotiates no TCP window scaling (other paths: 24/24 connections do, direct); its send window stayed at 64 bytes in 12/12 stalled probes: a middlebox on via-fw strips or mishandles window scaling (RFC 7323). From the sender alone it cannot be told which way: a sink at the receiver (mxprobe sink, then compare --sink) would say whether the receiver believes scaling is on (the option removed from its SYN-ACK on the way back: the ends disagree) or off too (removed from the SYN on the way out).');
     expect(c.verdict).toContain('Path via-fw negotiates no TCP window scaling');
     expect(c.verdict).not.toContain("The kernel shows the receiver's window closed");
   });

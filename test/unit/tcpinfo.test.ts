@@ -106,6 +106,14 @@ describe('parseSsLine', () => {
     expect(s).toMatchObject({ rcvWnd: 64256, sndWnd: 0, rtoMs: 204, mss: 1448 });
   });
 
+  it('reads the handshake: advmss, rcvmss and the option flags (ts, sack, ecn) when negotiated', () => {
+    const s = parseSsLine('ESTAB 0 0 198.18.3.2:2525 198.18.1.2:40000\n\t ts sack ecn cubic wscale:7,7 rto:204 mss:1368 pmtu:1500 rcvmss:1368 advmss:1448 cwnd:10');
+    expect(s).toMatchObject({ advMss: 1448, rcvMss: 1368, mss: 1368, options: ['ts', 'sack', 'ecn'], wscale: { snd: 7, rcv: 7 } });
+    // no flag printed: none negotiated (an empty list, not unknown), but only for a socket with TCP info
+    expect(parseSsLine('ESTAB 0 0 10.0.0.1:1 10.0.0.2:25 cubic rto:204 mss:536 advmss:1460').options).toEqual([]);
+    expect(parseSsLine('TIME-WAIT 0 0 127.0.0.1:33014 127.0.0.1:44187').options).toBeUndefined();
+  });
+
   it('accepts a Netid column and a bare info line', () => {
     expect(parseSsLine('tcp ESTAB 0 0 10.0.0.1:1 10.0.0.2:25 cubic cwnd:10 unacked:7')).toMatchObject({
       state: 'ESTAB',

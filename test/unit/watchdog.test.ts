@@ -142,6 +142,6 @@ describe('one ss for many sockets', () => {
   test('the filter ORs each socket\'s port pair', () => {
     const a = { localAddress: '127.0.0.1', localPort: 1111, remoteAddress: '127.0.0.1', remotePort: 25 };
     const b = { ...a, localPort: 2222 };
-    expect(ssArgsFor([a, b])).toEqual(['-t', '-i', '-n', '-H', 'state', 'all', '(', 'sport', '=', ':1111', 'and', 'dport', '=', ':25', ')', 'or', '(', 'sport', '=', ':2222', 'and', 'dport', '=', ':25', ')']);
+    expect(ssArgsFor([a, b])).toEqual(['-t', '-i', '-o', '-n', '-H', 'state', 'all', '(', 'sport', '=', ':1111', 'and', 'dport', '=', ':25', ')', 'or', '(', 'sport', '=', ':2222', 'and', 'dport', '=', ':25', ')']);
   });
 });

@@ -3,9 +3,11 @@
  * and one line in RULES. Order does not matter for the result (findings are ranked); it is kept readable.
  */
 import type { Finding } from '../../model.js';
+import { ackedNotReceivedRule } from './acked-not-received.js';
 import type { Context } from './context.js';
 import { failure } from './failure.js';
 import { fallback } from './fallback.js';
+import { mssClamp } from './mss-clamp.js';
 import { insufficientData } from './insufficient-data.js';
 import { kernelUnread } from './kernel-unread.js';
 import { mechanism } from './mechanism.js';
@@ -19,6 +21,7 @@ import { slow } from './slow.js';
 import { stallOffset } from './stall-offset.js';
 import { targetSpecific } from './target-specific.js';
 import { timeout } from './timeout.js';
+import { windowScaleRewrite } from './window-scale-rewrite.js';
 import { windowScaling } from './window-scaling.js';
 
 export type Rule = (ctx: Context) => Finding[];
@@ -31,6 +34,9 @@ export const RULES: readonly Rule[] = [
   stallOffset,
   mechanism,
   windowScaling,
+  windowScaleRewrite,
+  mssClamp,
+  ackedNotReceivedRule,
   noReply,
   insufficientData,
   scatteredStalls,
