@@ -4,6 +4,7 @@
  */
 import type { Finding } from '../../model.js';
 import type { Context } from './context.js';
+import { arrival } from './arrival.js';
 import { failure } from './failure.js';
 import { fallback } from './fallback.js';
 import { insufficientData } from './insufficient-data.js';
@@ -38,6 +39,7 @@ export const RULES: readonly Rule[] = [
   failure,
   fallback,
   slow,
+  arrival,
 ];
 
 export { buildContext, type CompareOptions, type Context } from './context.js';
