@@ -39,6 +39,17 @@ interface Pending {
   resolve: (a: Arrival) => void;
 }
 
+/** Probe mail found in a folder. */
+interface Hit {
+  folder: string;
+  uid: number;
+  size: number;
+  probeId: string;
+}
+
+/** Probe messages remembered before their probe is looked for (other runs' leftovers included). */
+const UNCLAIMED_MAX = 10_000;
+
 interface FolderState {
   uidValidity?: bigint;
   /** First UID not looked at yet. */
@@ -67,6 +78,7 @@ async function check(client: ImapFlow, uid: number, size: number, exp: Expected,
 export class ArrivalWatcher {
   private readonly pending = new Map<string, Pending>();
   private readonly folders = new Map<string, FolderState>();
+  private readonly unclaimed = new Map<string, Hit>();
   private loop: Promise<void> | undefined;
   private closed = false;
   private wake: (() => void) | undefined;
@@ -207,10 +219,15 @@ export class ArrivalWatcher {
     }
     try {
       await this.client.noop();
-      for (const hit of await this.newProbeMail(folder)) {
+      const seenBefore = [...this.unclaimed.values()].filter((h) => h.folder === folder);
+      for (const hit of [...seenBefore, ...(await this.newProbeMail(folder))]) {
         const p = this.pending.get(hit.probeId);
-        if (!p) continue;
+        if (!p) {
+          this.remember(hit);
+          continue;
+        }
         this.pending.delete(hit.probeId);
+        this.unclaimed.delete(hit.probeId);
         p.resolve(await check(this.client, hit.uid, hit.size, p.exp, folder, this.spec.delete));
       }
     } finally {
@@ -218,7 +235,17 @@ export class ArrivalWatcher {
     }
   }
 
-  private async newProbeMail(folder: string): Promise<Array<{ uid: number; size: number; probeId: string }>> {
+  /**
+   * Probe mail seen before its probe was looked for (it arrived while the probe was still saying QUIT, or belongs to
+   * another run): kept, bounded, so a later `expect` finds it without searching again.
+   */
+  private remember(hit: Hit): void {
+    this.unclaimed.delete(hit.probeId);
+    this.unclaimed.set(hit.probeId, hit);
+    if (this.unclaimed.size > UNCLAIMED_MAX) this.unclaimed.delete(this.unclaimed.keys().next().value as string);
+  }
+
+  private async newProbeMail(folder: string): Promise<Hit[]> {
     const mb = this.client.mailbox;
     const st = this.folders.get(folder) ?? { next: 1 };
     if (mb && st.uidValidity !== undefined && mb.uidValidity !== st.uidValidity) st.next = 1;
@@ -227,10 +254,10 @@ export class ArrivalWatcher {
     const found = await this.client.search({ uid: `${st.next}:*`, header: { 'x-mxprobe': 'probe=' } }, { uid: true });
     const uids = (found || []).filter((u) => u >= st.next);
     if (!uids.length) return [];
-    const out: Array<{ uid: number; size: number; probeId: string }> = [];
+    const out: Hit[] = [];
     for await (const m of this.client.fetch(uids.join(','), { uid: true, size: true, headers: ['x-mxprobe'] }, { uid: true })) {
       const h = m.headers ? findMxprobeHeader(`${m.headers.toString('latin1').trimEnd()}\r\n`) : undefined;
-      if (h) out.push({ uid: m.uid, size: m.size ?? 0, probeId: h.probeId });
+      if (h) out.push({ folder, uid: m.uid, size: m.size ?? 0, probeId: h.probeId });
     }
     st.next = Math.max(st.next, ...uids) + 1;
     return out;

@@ -175,6 +175,7 @@ export async function startDovecot(user: string, password: string): Promise<Dove
  * then lost: what "never arrived" looks like from the sender).
  */
 export async function startDeliveringSmtp(dovecot: Dovecot, route: (rcpt: string) => string | undefined) {
+  const seen = { messages: 0 };
   const server = new SMTPServer({
     authOptional: true,
     disableReverseLookup: true,
@@ -184,6 +185,7 @@ export async function startDeliveringSmtp(dovecot: Dovecot, route: (rcpt: string
       const chunks: Buffer[] = [];
       stream.on('data', (d: Buffer) => chunks.push(d));
       stream.on('end', () => {
+        seen.messages++;
         const folder = route(session.envelope.rcptTo[0]?.address ?? '');
         if (folder === undefined) return cb(null, 'queued (and dropped)');
         dovecot.deliver(Buffer.concat(chunks), folder).then(
@@ -197,6 +199,10 @@ export async function startDeliveringSmtp(dovecot: Dovecot, route: (rcpt: string
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.server.address() as net.AddressInfo).port,
+    /** Messages received so far (delivered or not). */
+    get messages() {
+      return seen.messages;
+    },
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }

@@ -89,6 +89,18 @@ describe.skipIf(!!why)('arrival check against Dovecot', () => {
     expect(got.every((g) => g.arrival.intact)).toBe(true);
   });
 
+  test('a message the poll saw before its probe was looked for is still found (the run asks after QUIT)', async () => {
+    // a lost probe keeps the poll loop running; the next probe's message lands while nobody looks for it yet
+    const lost = await probe(spec(smtp.port, { envelope: { from: 'probe@mxprobe.test', to: ['lost@mxprobe.test'] } }));
+    const waiting = watcher.expect({ probeId: lost.probeId, sizeBytes: lost.sizeBytes, acceptedAt: acceptedAtOf(lost) });
+    const r = await probe(spec(smtp.port, { sizeBytes: 4096 }));
+    expect(r.outcome).toBe('delivered');
+    await new Promise((res) => setTimeout(res, 1000)); // several polls (200 ms) go past the message first
+    const a = await watcher.expect({ probeId: r.probeId, sizeBytes: r.sizeBytes, acceptedAt: acceptedAtOf(r) });
+    expect(a).toMatchObject({ found: true, folder: 'INBOX', intact: true });
+    expect((await waiting).found).toBe(false);
+  });
+
   test('wrong IMAP password: ArrivalEnvError naming the variable, the password in no form in the message', async () => {
     const err = await ArrivalWatcher.open(arrivalSpec({ passEnv: 'MXPROBE_T_IMAP_WRONG' }), env).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ArrivalEnvError);
