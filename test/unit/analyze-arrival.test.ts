@@ -85,3 +85,21 @@ describe('the arrival rule', () => {
     expect(compare(whole.map(({ arrival: _a, ...r }) => r)).findings.filter((x) => x.kind === 'arrival')).toEqual([]);
   });
 });
+
+describe('arrival thresholds (verify, run, serve)', () => {
+  test('arrival: p50 over the probes found; arrival_rate = found whole / accepted and looked for', async () => {
+    const { evaluateThresholds } = await import('../../src/analyze/verify.js');
+    const { parseThreshold } = await import('../../src/profile/fields.js');
+    const rs = [
+      withArrival('direct', 4 * KiB, { found: true, latencyMs: 2000, folder: 'INBOX', intact: true }, 1),
+      withArrival('direct', 4 * KiB, { found: true, latencyMs: 4000, folder: 'INBOX', intact: false, reason: 'truncated: …' }, 2),
+      withArrival('direct', 4 * KiB, { found: false, reason: within }, 3),
+      probe({ path: 'direct', sizeBytes: 4 * KiB, outcome: 'stalled' }),
+    ];
+    const [lat, rate] = evaluateThresholds(rs, [parseThreshold('arrival: p50 < 5s'), parseThreshold('arrival_rate >= 99%')]);
+    expect(lat).toMatchObject({ ok: true, actual: 3000, n: 2 });
+    expect(rate).toMatchObject({ ok: false, n: 3 });
+    expect(rate!.actual).toBeCloseTo(1 / 3);
+    expect(rate!.message).toMatch(/^arrival_rate >= 99% — 33(\.3)?% \(1\/3\): FAILED/);
+  });
+});
