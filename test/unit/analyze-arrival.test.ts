@@ -103,3 +103,24 @@ describe('arrival thresholds (verify, run, serve)', () => {
     expect(rate!.message).toMatch(/^arrival_rate >= 99% — 33(\.3)?% \(1\/3\): FAILED/);
   });
 });
+
+describe('the HTML report with arrivals', () => {
+  test('an arrival section per size and path, the arrival in the raw table, every value escaped, no inline style', async () => {
+    const { renderReport } = await import('../../src/report/html.js');
+    const rs = [
+      ...series('via-lb', [4 * KiB], 2, () => ({ found: false, reason: within })),
+      ...series('direct', [4 * KiB], 2, (_s, i) => ({ found: true, latencyMs: 1000 + i * 1000, folder: i ? '<img src=x onerror=alert(1)>' : 'INBOX', intact: true })),
+    ];
+    const c = compare(rs);
+    const html = renderReport({ title: 't', results: rs, cells: c.cells, findings: c.findings, verdict: c.verdict });
+    const section = /<section id="arrival">[\s\S]*?<\/section>/.exec(html)?.[0] ?? '';
+    expect(section).toMatch(/<td class="ar-bad">0\/2<\/td>/);
+    expect(section).toMatch(/<td class="ar-ok">2\/2 · p50 1\.50s<\/td>/);
+    expect(html).toContain('not in the mailbox: not found in INBOX, Junk within 5m');
+    expect(html).not.toContain('<img src=x');
+    expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;');
+    expect(html).not.toMatch(/\sstyle=/);
+    const plain = compare(rs.map(({ arrival: _a, ...r }) => r));
+    expect(renderReport({ title: 't', results: plain.cells.length ? rs.map(({ arrival: _a, ...r }) => r) : [], cells: plain.cells, findings: [], verdict: '' })).not.toContain('id="arrival"');
+  });
+});
