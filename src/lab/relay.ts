@@ -247,7 +247,8 @@ class Pipe {
       return;
     }
     const f = this.fault;
-    if ('bytes' in f) {
+    // cut-after acts once per connection: after the cut message's end, everything is forwarded (QUIT included)
+    if ('bytes' in f && !(this.triggered && f.kind === 'cut-after')) {
       const room = f.bytes - this.admitted;
       const head = chunk.length > room ? chunk.subarray(0, room) : chunk;
       if (head.length > 0) {

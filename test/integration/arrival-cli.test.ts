@@ -94,6 +94,7 @@ arrival: { imap: 'imap://${USER}@127.0.0.1:${dc.port}', passEnv: ${passEnv}, wit
     const out = join(dir, 'run.jsonl');
     const run = seen('run', await runCli(['run', profile, '--out', out, '-q'], { env }));
     expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/\narrival: 8\/8 accepted probes found in the mailbox \(8 INBOX\), 2 not intact, p50 [\d.]+m?s\n/);
     const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { record?: string; probeId: string; arrival?: { found: boolean; intact?: boolean } });
     const probes = lines.filter((l) => !l.record);
     const records = lines.filter((l) => l.record === 'arrival');

@@ -77,7 +77,8 @@ describe.skipIf(!!why)('arrival check against Dovecot', () => {
   });
 
   test('truncated on the way (relay cut-after=16KiB): found, not intact, the reason says truncated', async () => {
-    const { arrival } = await send('rcpt@mxprobe.test', { target: { host: '127.0.0.1', port: relay.port, tls: 'none' } });
+    const { r, arrival } = await send('rcpt@mxprobe.test', { target: { host: '127.0.0.1', port: relay.port, tls: 'none' }, transcript: true });
+    expect(r.transcript!.some((l) => l.dir === '<' && l.text.startsWith('221'))).toBe(true); // the relay passes what follows the cut message
     expect(arrival).toMatchObject({ found: true, folder: 'INBOX', intact: false });
     expect(arrival.sizeBytes).toBeLessThan(64 * 1024);
     expect(arrival.reason).toMatch(/^truncated: [\d,]+ bytes stored of 65,536 sent$/);

@@ -35,12 +35,18 @@ function arrivedPhrase(path: string, rs: readonly ProbeResult[]): string {
   return `${path}: ${got.length}/${rs.length} arrived${lat.length ? `, p50 ${formatMs(median(lat))}` : ''}`;
 }
 
-/** The other path whose probes arrive best: the reference a missing share is tested against. */
+/** Share of probes found whole, and not in Junk: how well a path's mail arrives. */
+const wellRate = (rs: readonly ProbeResult[]): number => arrived(rs).filter((r) => r.arrival!.intact && !JUNK.test(r.arrival!.folder ?? '')).length / rs.length;
+
+/** The other path whose probes arrive best (ties: more found): the reference a missing share is tested against. */
 function bestOther(by: Map<string, ProbeResult[]>, path: string): [string, ProbeResult[]] | undefined {
   let best: [string, ProbeResult[]] | undefined;
+  const key = (rs: readonly ProbeResult[]): [number, number] => [wellRate(rs), arrived(rs).length / rs.length];
   for (const [p, rs] of by) {
     if (p === path) continue;
-    if (!best || arrived(rs).length / rs.length > arrived(best[1]).length / best[1].length) best = [p, rs];
+    const [w, f] = key(rs);
+    const [bw, bf] = best ? key(best[1]) : [-1, -1];
+    if (w > bw || (w === bw && f > bf)) best = [p, rs];
   }
   return best;
 }
@@ -102,7 +108,7 @@ function junk(by: Map<string, ProbeResult[]>, path: string, rs: ProbeResult[]): 
   const inJunk = got.filter((r) => JUNK.test(r.arrival!.folder ?? ''));
   if (!inJunk.length) return undefined;
   const folder = top(countBy(inJunk, (r) => r.arrival!.folder))!;
-  const others = [...by].filter(([p]) => p !== path).map(([p, xs]) => `${p}: ${arrived(xs).filter((r) => JUNK.test(r.arrival!.folder ?? '')).length}/${arrived(xs).length}`);
+  const others = [...by].filter(([p, xs]) => p !== path && arrived(xs).length > 0).map(([p, xs]) => `${p}: ${arrived(xs).filter((r) => JUNK.test(r.arrival!.folder ?? '')).length}/${arrived(xs).length}`);
   return {
     kind: 'arrival',
     stall: false,
