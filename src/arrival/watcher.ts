@@ -140,16 +140,6 @@ export class ArrivalWatcher {
     return p;
   }
 
-  /** Probes still looked for. */
-  get waiting(): number {
-    return this.pending.size;
-  }
-
-  /** Wait until every probe looked for is found or timed out. */
-  async drain(): Promise<void> {
-    while (this.loop) await this.loop;
-  }
-
   /** End the check: probes still looked for resolve as not found ("the run ended first"); log out. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -115,6 +115,34 @@ arrival: { imap: 'imap://${USER}@127.0.0.1:${dc.port}', passEnv: ${passEnv}, wit
     expect(readdirSync(dir)).not.toContain('bad.jsonl');
   });
 
+  test('serve with arrival: /metrics has the time to the mailbox and found/intact per cell, and no form of the password', async () => {
+    const { loadProfile } = await import('../../src/profile/index.js');
+    const { startServe } = await import('../../src/serve/index.js');
+    const profile = join(dir, 'serve.yaml');
+    writeFileSync(profile, `
+name: arrival-serve
+tls: none
+targets: [{ host: 127.0.0.1, port: ${smtp.port}, name: mbox }]
+sizes: [4KiB]
+repeat: 1
+envelope: { from: probe@mxprobe.test, to: rcpt@mxprobe.test }
+arrival: { imap: 'imap://${USER}@127.0.0.1:${dc.port}', passEnv: MXPROBE_T_SERVE_IMAP, within: 10s, poll: 200ms }
+`);
+    process.env.MXPROBE_T_SERVE_IMAP = PASS; // serve reads the password from its own environment
+    const serve = await startServe({ port: 0, plan: await loadProfile(profile), intervalMs: 3_600_000, out: join(dir, 'serve.jsonl') });
+    try {
+      await new Promise<void>((resolve) => serve.scheduler!.once('run:end', () => resolve()));
+      const text = await (await fetch(`${serve.url}/metrics`)).text();
+      outputs.push({ what: '/metrics', text });
+      expect(text).toMatch(/^mxprobe_arrival_found\{path="direct",target="mbox",size="4KiB"\} 1$/m);
+      expect(text).toMatch(/^mxprobe_arrival_intact\{path="direct",target="mbox",size="4KiB"\} 1$/m);
+      expect(text).toMatch(/^mxprobe_arrival_seconds_count\{path="direct",target="mbox",size="4KiB",folder="INBOX"\} 1$/m);
+    } finally {
+      await serve.close();
+      delete process.env.MXPROBE_T_SERVE_IMAP;
+    }
+  });
+
   test('neither password appears in any output or file', () => {
     const files = readdirSync(dir).map((f) => ({ what: f, text: readFileSync(join(dir, f), 'utf8') }));
     expect(outputs.length).toBeGreaterThan(0);

@@ -38,6 +38,24 @@ describe('arrival records in a results file', () => {
     expect(got[0]!.arrival).toBeUndefined();
   });
 
+  test('resume reads a file with arrival records: they are not probes to skip, and not an error', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { readResultsFile } = await import('../../src/run/jsonl.js');
+    const dir = mkdtempSync(join(tmpdir(), 'mxprobe-arrival-resume-'));
+    try {
+      const r = { ...probe({ path: 'direct', sizeBytes: 4 * KiB, id: 'p-3' }), key: 'direct|t|4096|0', runId: 'run-1' };
+      const file = join(dir, 'r.jsonl');
+      writeFileSync(file, `${JSON.stringify(r)}\n${JSON.stringify(arrivalLine(r, { found: false, reason: within }))}\n`);
+      const rf = readResultsFile(file);
+      expect(rf.results.map((x) => x.probeId)).toEqual(['p-3']);
+      expect(rf.unkeyed).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('describeArrival says folder, time, whole or why not', () => {
     expect(describeArrival({ found: true, latencyMs: 6200, folder: 'INBOX', sizeBytes: 1_049_000, intact: true, deleted: true })).toBe(
       'in INBOX 6.20s after acceptance, whole (1,049,000 bytes stored, seed verified); deleted',
