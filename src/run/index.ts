@@ -77,6 +77,8 @@ export interface RunEvents {
   'probe:stage': { probeId: string; stage: Stage; tMs: number };
   /** A probe finished and its line is written. `done` counts skipped probes too (done/total is progress). */
   'probe:end': { result: ProbeResult; spec: PlannedProbe; done: number; total: number };
+  /** Every probe is recorded and `waiting` arrival look-ups still go on: the run ends when they do. */
+  'run:arrivals': { waiting: number };
   /** The IMAP look-up of an accepted probe ended (found or not) and its arrival record is written. */
   'probe:arrival': { result: ProbeResult; arrival: Arrival };
   /** A probe ended by the stop (not a measurement; not written; `--resume` runs it again). */
@@ -599,6 +601,18 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     maybeFinish();
   }
 
+  /** Every probe is recorded; wait for the look-ups still going (a stop ends the wait: they are then "not found"). */
+  const awaitArrivals = async (): Promise<void> => {
+    safeEmit('run:arrivals', { waiting: arrivals.size });
+    const closeOnStop = (): void => void arrival?.close();
+    if (ownArrival) opts.signal?.addEventListener('abort', closeOnStop, { once: true });
+    try {
+      while (arrivals.size) await Promise.all([...arrivals]);
+    } finally {
+      opts.signal?.removeEventListener('abort', closeOnStop);
+    }
+  };
+
   // --- go ------------------------------------------------------------------------------------------------
   const onAbort = (): void => stop('signal');
   const onAbandon = (): void => {
@@ -616,7 +630,7 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     await over;
     // a stopped run does not wait for slow arrivals: closing settles them as "the run ended before it was found"
     if (ownArrival && (stoppedBySignal || fatal)) await arrival!.close();
-    while (arrivals.size) await Promise.all([...arrivals]);
+    if (arrivals.size) await awaitArrivals();
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     opts.abandonSignal?.removeEventListener('abort', onAbandon);
