@@ -369,6 +369,54 @@ export interface ProbeResult {
   message?: MessageInfo;
   /** The SMTP conversation, when the spec asked for it (`transcript: true`). */
   transcript?: TranscriptLine[];
+  /** Did it reach the mailbox (IMAP look-up, `arrival:`): joined from the run's arrival record by probe id. */
+  arrival?: Arrival;
+}
+
+/**
+ * The probe message in the recipient's mailbox, looked up by IMAP after the probe was accepted (DESIGN.md
+ * "arrival"). Only accepted (delivered) probes are looked for.
+ */
+export interface Arrival {
+  found: boolean;
+  /** From the final 2xx reply to the look-up that found it (resolution: the poll interval). */
+  latencyMs?: number;
+  /** The folder it was found in (`INBOX`, `Junk`, …). */
+  folder?: string;
+  /** Size of the message as stored (RFC822.SIZE): the probe's size plus the headers added on the way. */
+  sizeBytes?: number;
+  /** The body matches the seed of its X-Mxprobe header (the sink's check, src/sink/verify.ts). */
+  intact?: boolean;
+  /** Why it was not found, or why it is not intact. */
+  reason?: string;
+  /** Deleted from the mailbox after the check. */
+  deleted?: boolean;
+}
+
+/** Where and how to look for arrivals (profile `arrival:`, `mxprobe probe --imap`). */
+export interface ArrivalSpec {
+  /** `imaps://user@host:993` or `imap://user@host:143` (no password in the URL: it comes from `passEnv`). */
+  imap: string;
+  /** Name of the environment variable holding the IMAP password. The password itself is never stored. */
+  passEnv: string;
+  /** Folders searched, in order (default INBOX, Junk). */
+  folders: string[];
+  /** How long after acceptance a probe may take to arrive (default 5 min). */
+  withinMs: number;
+  /** Delete the probe message once checked (default true). */
+  delete: boolean;
+  /** How often the folders are searched (default 1 s). */
+  pollMs?: number;
+  /** Skip certificate verification of an imaps:// server. */
+  insecure?: boolean;
+}
+
+/** The results-file line that carries an arrival, joined to the probe's own line by `probeId`. */
+export interface ArrivalRecord {
+  record: 'arrival';
+  probeId: string;
+  runId?: string;
+  arrival: Arrival;
 }
 
 /**
@@ -406,7 +454,9 @@ export type FindingKind =
   /** Two ends: the MSS an end sends with is below what the other advertised and what the MTU allows (the option rewritten). */
   | 'mss-clamp'
   /** Two ends: the sender saw more acknowledged than the receiver got (a TCP-terminating device). */
-  | 'acked-not-received';
+  | 'acked-not-received'
+  /** Accepted probes that never reached the mailbox, arrived truncated, or landed in Junk (IMAP look-up). */
+  | 'arrival';
 
 /** A comparator statement with its evidence. */
 export interface Finding {

@@ -1,11 +1,12 @@
 /**
  * Reading results files (JSON Lines, one ProbeResult per line) for the comparator: one or many files, e.g.
  * from several hosts. A line that is not a result is skipped and reported (file, line, why); a missing or
- * unreadable file is an error.
+ * unreadable file is an error. Arrival records (`{"record":"arrival",…}`, written when an IMAP look-up ends) are
+ * joined to their probe's result by probe id.
  */
 import { forEachLine, LineTooLongError } from '../fsutil.js';
-import type { ProbeResult } from '../model.js';
-import { checkResultLine } from './result-schema.js';
+import type { ArrivalRecord, ProbeResult } from '../model.js';
+import { checkArrivalLine, checkResultLine, isArrivalLine } from './result-schema.js';
 
 export type ResultsInputCode = 'ENOENT' | 'EREAD';
 
@@ -35,8 +36,28 @@ export const MAX_RESULT_LINE_BYTES = 16 * 1024 * 1024;
 
 const TORN_HINT = ' (a last line cut short by an interrupted run? `mxprobe run --resume` repairs the file)';
 
+/** What the lines of results files are gathered into: probe results, and arrival records to join to them. */
+interface Gathered {
+  results: ProbeResult[];
+  arrivals: ArrivalRecord[];
+}
+
+/**
+ * Each arrival record onto the result with its probe id (the last record wins; a record without its probe's line is
+ * dropped: there is nothing to say it about). Mutates and returns `results`.
+ */
+export function joinArrivals(results: ProbeResult[], arrivals: readonly ArrivalRecord[]): ProbeResult[] {
+  if (!arrivals.length) return results;
+  const byId = new Map(arrivals.map((a) => [a.probeId, a.arrival] as const));
+  for (const r of results) {
+    const a = r.probeId === undefined ? undefined : byId.get(r.probeId);
+    if (a && r.outcome === 'delivered') r.arrival = a;
+  }
+  return results;
+}
+
 /** One line into `out` or `skipped`. `lastUnterminated`: the file's final line, without its newline. */
-function takeLine(raw: string, at: { file: string; line: number; lastUnterminated: boolean }, out: ProbeResult[], skipped: SkippedLine[]): void {
+function takeLine(raw: string, at: { file: string; line: number; lastUnterminated: boolean }, out: Gathered, skipped: SkippedLine[]): void {
   const line = raw.trim();
   if (!line) return;
   let v: unknown;
@@ -46,8 +67,14 @@ function takeLine(raw: string, at: { file: string; line: number; lastUnterminate
     skipped.push({ file: at.file, line: at.line, reason: `not JSON: ${(err as Error).message}${at.lastUnterminated ? TORN_HINT : ''}` });
     return;
   }
+  if (isArrivalLine(v)) {
+    const a = checkArrivalLine(v);
+    if (a.ok) out.arrivals.push(a.record);
+    else skipped.push({ file: at.file, line: at.line, reason: a.reason });
+    return;
+  }
   const c = checkResultLine(v);
-  if (c.ok) out.push(c.result);
+  if (c.ok) out.results.push(c.result);
   else skipped.push({ file: at.file, line: at.line, reason: c.reason });
 }
 
@@ -57,15 +84,15 @@ function takeLine(raw: string, at: { file: string; line: number; lastUnterminate
  * line never stops a comparison, and never reaches a table or a report.
  */
 export function parseResults(text: string, file: string, skipped: SkippedLine[] = []): ProbeResult[] {
-  const out: ProbeResult[] = [];
+  const out: Gathered = { results: [], arrivals: [] };
   const lines = text.split('\n');
   lines.forEach((l, i) => takeLine(l, { file, line: i + 1, lastUnterminated: i === lines.length - 1 }, out, skipped));
-  return out;
+  return joinArrivals(out.results, out.arrivals);
 }
 
 /** Read and concatenate results files, in order, streamed with each line bounded (memory grows with the results, not the file). */
 export async function readResults(files: readonly string[], skipped: SkippedLine[] = []): Promise<ProbeResult[]> {
-  const all: ProbeResult[] = [];
+  const all: Gathered = { results: [], arrivals: [] };
   for (const file of files) {
     try {
       await forEachLine(file, MAX_RESULT_LINE_BYTES, (l, line, lastUnterminated) => takeLine(l, { file, line, lastUnterminated }, all, skipped));
@@ -77,5 +104,5 @@ export async function readResults(files: readonly string[], skipped: SkippedLine
       throw new ResultsInputError('EREAD', `${file}: cannot read: ${(err as Error).message}`, file, undefined, { cause: err });
     }
   }
-  return all;
+  return joinArrivals(all.results, all.arrivals);
 }

@@ -20,6 +20,7 @@ const SCORE: Record<FindingKind, number> = {
   slow: 50,
   rejection: 45,
   'insufficient-data': 35,
+  arrival: 70,
 };
 
 export function score(kind: FindingKind, p?: number): number {

@@ -7,7 +7,7 @@
  */
 import * as z from 'zod';
 import { OUTCOMES, QUIT_POINTS, STAGES, STALL_KINDS } from '../model.js';
-import type { ProbeResult } from '../model.js';
+import type { ArrivalRecord, ProbeResult } from '../model.js';
 
 /** Longest string accepted in a results line (a reply text of 512 lines of 4 KiB stays under it). */
 export const MAX_RESULT_STRING = 4 * 1024 * 1024;
@@ -51,6 +51,20 @@ export const TcpSnapshotSchema = z.object({
   options: z.array(z.string().max(32)).max(16).optional(),
   raw: text.optional(),
 });
+
+/** What the IMAP look-up found (model.ts `Arrival`). */
+export const ArrivalSchema = z.object({
+  found: z.boolean(),
+  latencyMs: ms.optional(),
+  folder: text.optional(),
+  sizeBytes: count.optional(),
+  intact: z.boolean().optional(),
+  reason: text.optional(),
+  deleted: z.boolean().optional(),
+});
+
+/** An arrival record: its own line, written when the look-up ends, joined to the probe's line by probe id. */
+export const ArrivalLineSchema = z.object({ record: z.literal('arrival'), probeId: text, runId: text.optional(), arrival: ArrivalSchema });
 
 export const ResultLineSchema = z.object({
   probeId: text.optional(),
@@ -111,7 +125,21 @@ export const ResultLineSchema = z.object({
     })
     .optional(),
   transcript: z.array(z.object({ tMs: ms, dir: z.enum(['>', '<', '*']), text })).max(100_000).optional(),
+  arrival: ArrivalSchema.optional(),
 });
+
+/** True for a line that says it is an arrival record (then checked by `checkArrivalLine`, not as a result). */
+export function isArrivalLine(v: unknown): boolean {
+  return !!v && typeof v === 'object' && !Array.isArray(v) && (v as { record?: unknown }).record === 'arrival';
+}
+
+/** A parsed JSON value as an ArrivalRecord, or why not. */
+export function checkArrivalLine(v: unknown): { ok: true; record: ArrivalRecord } | { ok: false; reason: string } {
+  const p = ArrivalLineSchema.safeParse(v);
+  if (p.success) return { ok: true, record: p.data as ArrivalRecord };
+  const first = p.error.issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || '(line)'}: ${i.message}`);
+  return { ok: false, reason: `not an arrival record (${first.join('; ')})` };
+}
 
 /** A parsed JSON value as a ProbeResult, or why not (`durationMs: expected number, received string`). */
 export function checkResultLine(v: unknown): { ok: true; result: ProbeResult } | { ok: false; reason: string } {

@@ -230,22 +230,32 @@ function holds(actual: number, op: Threshold['op'], value: number): boolean {
   }
 }
 
+/** The counts behind a rate metric: `k` of `n`. */
+function rateOf(results: readonly ProbeResult[], metric: string): { k: number; n: number } {
+  if (metric === 'arrival_rate') {
+    const looked = results.filter((r) => r.outcome === 'delivered' && r.arrival);
+    return { k: looked.filter((r) => r.arrival!.found && r.arrival!.intact).length, n: looked.length };
+  }
+  return { k: results.filter((r) => r.outcome === (metric === 'stall_rate' ? 'stalled' : 'delivered')).length, n: results.length };
+}
+
 /**
  * Evaluate thresholds on a run.
  * - a stage metric (`body`, `dataAck`, …) is computed over every probe that recorded time in that stage,
  *   including the partial time of the stage a probe stalled or timed out in (a lower bound of what it would
  *   have taken: a stalled body pushes `body: p95` up, as it should);
  * - `total` over every probe's `durationMs`;
- * - `stall_rate` = stalled / probes, `success_rate` = delivered / probes.
+ * - `arrival` over the time to the mailbox of every probe found there (IMAP arrival check);
+ * - `stall_rate` = stalled / probes, `success_rate` = delivered / probes, `arrival_rate` = probes found whole in
+ *   the mailbox / accepted probes that were looked for.
  * A threshold with nothing to measure (no probe reached the stage) fails.
  */
 export function evaluateThresholds(results: readonly ProbeResult[], thresholds: readonly Threshold[]): ThresholdResult[] {
   return thresholds.map((t) => {
     let values: number[] = [];
     let actual: number | undefined;
-    if (t.metric === 'stall_rate' || t.metric === 'success_rate') {
-      const n = results.length;
-      const k = results.filter((r) => r.outcome === (t.metric === 'stall_rate' ? 'stalled' : 'delivered')).length;
+    if (t.metric.endsWith('_rate')) {
+      const { k, n } = rateOf(results, t.metric);
       if (n) actual = k / n;
       const ok = actual !== undefined && holds(actual, t.op, t.value);
       return {
@@ -261,6 +271,7 @@ export function evaluateThresholds(results: readonly ProbeResult[], thresholds: 
       };
     }
     if (t.metric === 'total') values = results.map((r) => r.durationMs).filter((v) => Number.isFinite(v));
+    else if (t.metric === 'arrival') values = results.map((r) => r.arrival?.latencyMs).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
     else values = results.map((r) => r.stages?.[t.metric as Stage]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
     if (!values.length) return { threshold: t, n: 0, ok: false, message: `${t.source} — no probe recorded time in ${t.metric}: fails` };
     actual = stat(values, t.stat);

@@ -2,7 +2,8 @@
  * Terminal rendering of one probe: a head line, a line per stage as each ends, the transcript when asked for,
  * then the details and the outcome line last.
  */
-import type { ProbeResult, ProbeSpec, Stage, TranscriptLine } from '../model.js';
+import type { Arrival, ProbeResult, ProbeSpec, Stage, TranscriptLine } from '../model.js';
+import { describeArrival } from '../arrival/record.js';
 import { redactProxy, type ProbeOptions } from '../probe/index.js';
 import { targetLabel } from '../probe/session.js';
 import { formatTranscript } from '../probe/transcript.js';
@@ -109,4 +110,10 @@ export function liveProbePrinter(spec: ProbeSpec, o: { out: Writable; ticker?: W
       clear();
     },
   };
+}
+
+/** `✓ arrived in INBOX 1.2s after acceptance, whole (…)`, `✗ not in the mailbox: …`, `~ arrived in Junk …`. */
+export function arrivalOutcomeLine(a: Arrival): string {
+  const mark = !a.found || !a.intact ? '✗' : a.folder && /junk|spam/i.test(a.folder) ? '~' : '✓';
+  return `${mark} ${a.found ? 'arrived ' : ''}${describeArrival(a)}`;
 }

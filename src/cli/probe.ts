@@ -14,6 +14,10 @@ import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // 
 import { addressArg, collect, dnsServerArg, durationArg, hostArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
 import { liveProbePrinter, renderProbeTail } from './probe-render.js';
 import { forTerminalDeep } from '../text.js';
+import type { ArrivalSpec } from '../model.js';
+import type { ArrivalWatcher } from '../arrival/watcher.js';
+import { acceptedAtOf } from '../arrival/record.js';
+import { arrivalOutcomeLine } from './probe-render.js';
 
 export interface ProbeFlags {
   host?: { host: string; port?: number };
@@ -56,6 +60,12 @@ export interface ProbeFlags {
   capture?: string;
   json?: boolean;
   force?: boolean;
+  imap?: string;
+  imapPassEnv?: string;
+  imapFolder?: string[];
+  imapWithin: number;
+  /** `--no-imap-delete`. */
+  imapDelete: boolean;
 }
 
 /** A duration flag whose help shows its default as a person types it (`10s`, `5m`), never as milliseconds. */
@@ -112,8 +122,13 @@ is verified (--insecure to skip), a probe larger than the SIZE the server advert
 instead of MAIL: rejected at mail, error ESIZE; --force sends it), and a --message file must carry an
 Auto-Submitted: or X-Mxprobe: header (--force to skip). Generated and composed probes always carry both headers.
 
+Did it arrive: --imap imaps://user@host --imap-pass-env VAR logs in before the probe is sent (a refused login is
+exit 3, nothing sent), then looks for the accepted probe by its X-Mxprobe header in --imap-folder (INBOX, Junk)
+for up to --imap-within, checks it is whole (size, seed), prints the folder and the time to the mailbox, and
+deletes it (--no-imap-delete keeps it). Not found, or not intact, is exit 1.
+
 Exit codes: 0 delivered (or quit as --quit-after asked), 1 any other outcome, 2 bad usage or input (incl. an
-unresolvable host), 3 environment error (the source address cannot be bound), 130 interrupted.
+unresolvable host), 3 environment error (the source address cannot be bound, the IMAP login refused), 130 interrupted.
 Only probe servers you are allowed to send mail to.`;
 
 export function register(program: Command): void {
@@ -167,6 +182,11 @@ export function register(program: Command): void {
     .addOption(durationOption('--timeout-data-ack <duration>', 'final reply deadline', DEFAULT_TIMEOUTS.dataAckMs))
     .option('-v, --transcript', 'show the SMTP conversation (with --json: record it in the result)')
     .option('--capture <dir>', 'write a pcap of a stalled connection into DIR (needs tcpdump and root/CAP_NET_RAW)')
+    .option('--imap <url>', 'then look for the probe in this mailbox: imaps://user@host[:993] or imap://user@host[:143] (only mailboxes you own)')
+    .option('--imap-pass-env <VAR>', 'name of the environment variable holding the IMAP password (never printed)')
+    .option('--imap-folder <name>', 'folder to look in (repeatable; default INBOX and Junk)', collect((v: string) => v))
+    .addOption(durationOption('--imap-within <duration>', 'how long after acceptance the probe may take to arrive', 300_000))
+    .option('--no-imap-delete', 'leave the probe message in the mailbox (default: delete it once checked)')
     .option('--json', 'print the ProbeResult as JSON on stdout')
     .option('--force', 'real (non-loopback) servers: send even above the SIZE the server advertises, or a --message without a test header')
     .addHelpText('after', HELP_AFTER)
@@ -330,12 +350,14 @@ async function runProbeCommand(f: ProbeFlags, sizeGiven: boolean): Promise<numbe
   const message = await messageFor(f, spec, sizeGiven);
   if (message) spec.sizeBytes = message.sizeBytes;
   await preflight(spec, message, !!f.force);
+  const arrival = await openArrivalFor(f);
   let capture: CaptureSession | undefined;
   if (spec.captureDir) {
     try {
       const { startCapture } = await import('../probe/capture.js');
       capture = await startCapture({ dir: spec.captureDir, filter: `tcp port ${spec.path.relay?.port ?? spec.target.port}` });
     } catch (e) {
+      await arrival?.close();
       throw new CliError(`--capture: ${(e as Error).message}`, EXIT.ENV);
     }
   }
@@ -348,17 +370,50 @@ async function runProbeCommand(f: ProbeFlags, sizeGiven: boolean): Promise<numbe
     result = await probe(spec, opts);
   } catch (e) {
     if (e instanceof AbortError && e.result) result = e.result;
-    else if (e instanceof ProbeInputError) throw new CliError(e.message, EXIT.USAGE);
-    else if (e instanceof ProbeEnvError) throw new CliError(e.message, EXIT.ENV);
-    else throw e;
+    else {
+      await arrival?.close();
+      if (e instanceof ProbeInputError) throw new CliError(e.message, EXIT.USAGE);
+      if (e instanceof ProbeEnvError) throw new CliError(e.message, EXIT.ENV);
+      throw e;
+    }
   } finally {
     stop.release();
     live?.stop();
     await capture?.stop();
   }
+  if (!f.json) process.stdout.write(renderProbeTail(forTerminalDeep(result))); // reply texts are the server's: no control characters
+  if (arrival) await lookForArrival(arrival, result, !f.json);
   if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else process.stdout.write(renderProbeTail(forTerminalDeep(result))); // reply texts are the server's: no control characters
-  return exitCodeOf(result, spec);
+  const code = exitCodeOf(result, spec);
+  return code === EXIT.OK && result.arrival && !(result.arrival.found && result.arrival.intact) ? EXIT.FINDINGS : code;
+}
+
+/** `--imap`: log in before anything is sent (bad URL or unset variable: exit 2; unreachable or refused: exit 3). */
+async function openArrivalFor(f: ProbeFlags): Promise<ArrivalWatcher | undefined> {
+  if (f.imap === undefined && f.imapPassEnv === undefined) return undefined;
+  if (f.imap === undefined || f.imapPassEnv === undefined) throw new CliError('the arrival check needs both --imap URL and --imap-pass-env (the NAME of the variable holding the password)');
+  const spec: ArrivalSpec = { imap: f.imap, passEnv: f.imapPassEnv, folders: f.imapFolder?.length ? f.imapFolder : ['INBOX', 'Junk'], withinMs: f.imapWithin, delete: f.imapDelete };
+  const { ArrivalWatcher } = await import('../arrival/watcher.js');
+  try {
+    return await ArrivalWatcher.open(spec);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'EINPUT') throw new CliError(`--imap: ${(e as Error).message}`, EXIT.USAGE);
+    if (code === 'EENV') throw new CliError(`--imap: ${(e as Error).message} (nothing sent)`, EXIT.ENV);
+    throw e;
+  }
+}
+
+/** Look for the accepted probe (only an accepted one), put what was found in `result.arrival`, tell it. */
+async function lookForArrival(arrival: ArrivalWatcher, result: ProbeResult, tell: boolean): Promise<void> {
+  try {
+    if (result.outcome !== 'delivered') return;
+    if (tell) process.stdout.write(`  arrival: looking in ${arrival.endpoint.host} …\n`);
+    result.arrival = await arrival.expect({ probeId: result.probeId, sizeBytes: result.sizeBytes, acceptedAt: acceptedAtOf(result) });
+    if (tell) process.stdout.write(`${arrivalOutcomeLine(forTerminalDeep(result.arrival))}\n`);
+  } finally {
+    await arrival.close();
+  }
 }
 
 function exitCodeOf(result: ProbeResult, spec: ProbeSpec): number {

@@ -158,6 +158,9 @@ export function attachProgress(emitter: RunEmitter, opts: ProgressOptions): Prog
   emitter.on('probe:dropped', onDropped);
   emitter.on('run:warning', onWarning);
   emitter.on('run:stopping', onStopping);
+  emitter.on('run:arrivals', (e: RunEvents['run:arrivals']) =>
+    line(`waiting for ${e.waiting} accepted probe${e.waiting === 1 ? '' : 's'} to arrive in the mailbox (at most arrival.within after each; Ctrl-C stops waiting)`),
+  );
 
   return {
     line,

@@ -10,7 +10,9 @@ import { evaluateThresholds } from '../analyze/verify.js';
 import type { Outcome, ProbeResult } from '../model.js';
 import { applyOverrides, loadProfile, ProfileError, type Plan, type PlanOverrides } from '../profile/index.js';
 import { createRunEmitter, newRunId, RunError, runPlan, slimResult, type RunSummary } from '../run/index.js';
-import { formatSizeExact, parseSize } from '../units.js';
+import { formatMs, formatSizeExact, parseSize } from '../units.js';
+import { countBy } from '../analyze/text.js';
+import { median } from '../analyze/stats.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { intArg } from './options.js';
@@ -19,7 +21,7 @@ import { renderCellTable } from './render.js';
 import { reportInputFor } from '../report/index.js';
 import { checkReportWritable, REPORT_OPTION_HELP, writeCommandReport } from './report.js';
 import { statSync } from 'node:fs';
-import { forTerminalDeep } from '../text.js';
+import { forTerminal, forTerminalDeep } from '../text.js';
 
 export interface RunFlags {
   out?: string;
@@ -210,6 +212,20 @@ function refuseExistingOut(file: string, profile: string): void {
 }
 
 /** The summary of a run whose results file failed mid-run: what was recorded, and the resume command. */
+/** `arrival: 27/36 accepted probes found in the mailbox (18 INBOX, 9 Junk), 3 not intact, p50 61ms`, or undefined. */
+export function arrivalSummary(rs: readonly ProbeResult[]): string | undefined {
+  const looked = rs.filter((r) => r.outcome === 'delivered' && r.arrival);
+  if (!looked.length) return undefined;
+  const found = looked.filter((r) => r.arrival!.found);
+  const folders = [...countBy(found, (r) => r.arrival!.folder ?? '?')].map(([f, n]) => `${n} ${forTerminal(f, { oneLine: true })}`);
+  const bad = found.filter((r) => !r.arrival!.intact).length;
+  const lat = found.map((r) => r.arrival!.latencyMs).filter((x): x is number => x !== undefined);
+  return (
+    `arrival: ${found.length}/${looked.length} accepted probes found in the mailbox${folders.length ? ` (${folders.join(', ')})` : ''}` +
+    `${bad ? `, ${bad} not intact` : ''}${lat.length ? `, p50 ${formatMs(median(lat))}` : ''}`
+  );
+}
+
 function writeFailedLines(kept: readonly ProbeResult[], profile: string, out: string): string[] {
   return [
     `${plural(kept.length, 'probe')} recorded before the results file failed: ${describeCounts(countOutcomes(kept))}`,
@@ -243,6 +259,14 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
   // stays small over long runs
   const kept: ProbeResult[] = [];
   emitter.on('probe:end', (e) => kept.push(slimResult(e.result)));
+  // arrivals come later than their probe's line: put them on the kept copy (a recent one, so search from the end)
+  emitter.on('probe:arrival', (e) => {
+    for (let i = kept.length - 1; i >= 0; i--) {
+      if (kept[i]!.probeId !== e.result.probeId) continue;
+      kept[i]!.arrival = e.arrival;
+      break;
+    }
+  });
   // a warning when the run starts without progress output still matters
   if (!progress) emitter.on('run:warning', (e) => stderr.write(`warning: ${e.message}\n`));
 
@@ -329,6 +353,8 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
     lines.push(renderCellTable(forTerminalDeep(cells), { color, width: process.stdout.columns || 120 }));
     lines.push('');
     lines.push(`${plural(all.length, 'probe')} recorded: ${describeCounts(counts)}${summary.skipped ? ` (${summary.skipped} from before the resume)` : ''}`);
+    const arrivals = arrivalSummary(all);
+    if (arrivals) lines.push(arrivals);
     if (thresholds.length) lines.push(`thresholds: ${thresholdFailed ? `${thresholds.filter((t) => !t.ok).length} of ${thresholds.length} FAILED (exit 99)` : 'all hold'}`, ...thresholds.map((t) => `  ${t.ok ? '✓' : '✗'} ${t.message}`));
     if (summary.interrupted || signals > 0) {
       const lost = summary.dropped ? `; ${plural(summary.dropped, 'probe')} in flight ended by the stop, not recorded` : '';

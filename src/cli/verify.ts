@@ -45,7 +45,7 @@ and the number of hypotheses:
 A cell "fails" when the 95% lower bound of its failure rate is above 5% (one random stall in 100 is not a failure).
 
 Thresholds, k6 style, are checked on the new run: from the profile's "thresholds:" (with --profile) and from
---threshold, e.g. 'body: p95 < 2s', 'dataAck: p99 <= 500ms', 'total: p50 < 1s', 'stall_rate < 1%',
+--threshold, e.g. 'body: p95 < 2s', 'dataAck: p99 <= 500ms', 'total: p50 < 1s', 'arrival: p95 < 1m', 'arrival_rate >= 99%', 'stall_rate < 1%',
 'success_rate >= 99%'. A stage's statistic counts the partial time of probes that stalled in it.
 
 Examples:

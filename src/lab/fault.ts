@@ -5,7 +5,7 @@
 import { UnitError, formatSize, parseDuration, parseSize } from '../units.js';
 
 /** Faults that act once a direction has forwarded exactly `bytes` bytes. */
-export const LIMIT_FAULTS = ['blackhole-after', 'freeze-after', 'reset-after', 'close-after'] as const;
+export const LIMIT_FAULTS = ['blackhole-after', 'freeze-after', 'reset-after', 'close-after', 'cut-after'] as const;
 export type LimitFaultKind = (typeof LIMIT_FAULTS)[number];
 
 export type FaultSpec =
@@ -40,6 +40,12 @@ export const FAULT_FORMS: ReadonlyArray<{ form: string; example: string; meaning
     form: 'close-after=SIZE',
     example: 'close-after=1MiB',
     meaning: 'forward SIZE bytes, then close both connections cleanly (FIN)',
+  },
+  {
+    form: 'cut-after=SIZE',
+    example: 'cut-after=64KiB',
+    meaning: 'forward SIZE bytes, then drop the rest of the message up to its final CRLF.CRLF and forward from there: the server accepts a truncated message',
+    models: 'a device on the way that loses part of the body and still lets the transaction end (the arrival check finds it)',
   },
   { form: 'delay=DURATION', example: 'delay=200ms', meaning: 'hold every chunk for DURATION before forwarding it, order kept' },
   { form: 'throttle=SIZE/s', example: 'throttle=64KiB/s', meaning: 'forward at most SIZE bytes per second (token bucket, backpressure to the sender)' },

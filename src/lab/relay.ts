@@ -142,6 +142,8 @@ export interface Relay {
 }
 
 const NONE: FaultSpec = { kind: 'none' };
+/** The end of an SMTP message: where `cut-after` resumes forwarding. */
+const END_OF_DATA = Buffer.from('\r\n.\r\n');
 /**
  * reset-after / close-after wait until the last forwarded byte is handed to the kernel before acting, so the
  * peer gets exactly `bytes`; if the destination is not reading at all, they act anyway after this long.
@@ -164,6 +166,7 @@ function validateFault(f: FaultSpec, label: string): FaultSpec {
     case 'freeze-after':
     case 'reset-after':
     case 'close-after':
+    case 'cut-after':
       if (!Number.isSafeInteger(f.bytes) || f.bytes < 0) throw new RangeError(`${label}: ${f.kind} needs a whole number of bytes >= 0, got ${f.bytes}`);
       return f;
     default:
@@ -183,6 +186,9 @@ class Pipe {
   private triggered = false;
   /** Read and throw away everything from now on. */
   private discarding = false;
+  /** `cut-after`: dropping until the end of the message (CRLF.CRLF); the last bytes dropped, to find it across chunks. */
+  private cutting = false;
+  private cutTail: Buffer = Buffer.alloc(0);
   private frozen = false;
   private srcEnded = false;
   private endDue = 0;
@@ -235,8 +241,14 @@ class Pipe {
       this.report.heldBytes += chunk.length;
       return;
     }
+    if (this.cutting) {
+      this.cut(chunk);
+      this.pump();
+      return;
+    }
     const f = this.fault;
-    if ('bytes' in f) {
+    // cut-after acts once per connection: after the cut message's end, everything is forwarded (QUIT included)
+    if ('bytes' in f && !(this.triggered && f.kind === 'cut-after')) {
       const room = f.bytes - this.admitted;
       const head = chunk.length > room ? chunk.subarray(0, room) : chunk;
       if (head.length > 0) {
@@ -248,6 +260,21 @@ class Pipe {
       this.enqueue(chunk);
     }
     this.pump();
+  }
+
+  /** `cut-after`: drop until the message's final CRLF.CRLF, then forward it and everything after it. */
+  private cut(chunk: Buffer): void {
+    const buf = this.cutTail.length ? Buffer.concat([this.cutTail, chunk]) : chunk;
+    const at = buf.indexOf(END_OF_DATA);
+    if (at < 0) {
+      this.report.droppedBytes += chunk.length;
+      this.cutTail = Buffer.from(buf.subarray(Math.max(0, buf.length - END_OF_DATA.length + 1)));
+      return;
+    }
+    this.cutting = false;
+    this.report.droppedBytes += Math.max(0, at - this.cutTail.length);
+    this.cutTail = Buffer.alloc(0);
+    this.enqueue(buf.subarray(at));
   }
 
   private enqueue(chunk: Buffer): void {
@@ -274,6 +301,10 @@ class Pipe {
         this.frozen = true;
         this.report.heldBytes += rest.length;
         this.src.pause();
+        break;
+      case 'cut-after':
+        this.cutting = true;
+        if (rest.length) this.cut(rest);
         break;
       case 'reset-after':
       case 'close-after':
@@ -406,7 +437,7 @@ class Pipe {
           this.runAfterFlush();
           return;
         }
-      } else if (this.srcEnded && !this.dstEnded && (this.finishing || !this.triggered || this.fault.kind === 'blackhole-after')) {
+      } else if (this.srcEnded && !this.dstEnded && (this.finishing || !this.triggered || this.fault.kind === 'blackhole-after' || this.fault.kind === 'cut-after')) {
         const wait = this.endDue - performance.now();
         if (wait > 0) {
           this.schedule(wait);

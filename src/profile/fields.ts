@@ -238,8 +238,8 @@ export function toEhlo(v: string): string {
 
 // ---------------------------------------------------------------------------------------------- thresholds
 
-export const TIME_METRICS = [...STAGES, 'total'] as const;
-export const RATE_METRICS = ['stall_rate', 'success_rate'] as const;
+export const TIME_METRICS = [...STAGES, 'total', 'arrival'] as const;
+export const RATE_METRICS = ['stall_rate', 'success_rate', 'arrival_rate'] as const;
 export const TIME_STATS = ['p50', 'p95', 'p99', 'avg', 'max'] as const;
 const OPS = ['<=', '>=', '<', '>'] as const;
 
@@ -260,7 +260,7 @@ export function parseThreshold(text: string): Threshold {
     const guess = closest(metric, [...TIME_METRICS, ...RATE_METRICS]);
     return fail(
       `unknown metric "${metric}" in ${show(text)}` +
-        (guess ? ` (did you mean "${guess}"?)` : ` (expected a stage — ${STAGES.join(', ')} — or total, stall_rate, success_rate)`),
+        (guess ? ` (did you mean "${guess}"?)` : ` (expected a stage — ${STAGES.join(', ')} — or total, arrival, stall_rate, success_rate, arrival_rate)`),
     );
   }
   if (isRate) {

@@ -9,7 +9,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import type * as z from 'zod';
 import { DEFAULT_TIMEOUTS } from '../model.js';
-import type { PathSpec, TargetSpec, Timeouts } from '../model.js';
+import type { ArrivalSpec, PathSpec, TargetSpec, Timeouts } from '../model.js';
 import type { Plan } from './plan.js';
 import { closest, formatPath, ProfileError, show } from './errors.js';
 import { minMessageSize } from '../probe/message.js';
@@ -117,6 +117,7 @@ const WHERE: Record<string, string> = {
   'paths[].relay': 'under a path relay:',
   envelope: 'under envelope:',
   auth: 'under auth:',
+  arrival: 'under arrival:',
   timeouts: 'under timeouts:',
 };
 
@@ -267,6 +268,7 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
     seed: p.seed ?? DEFAULT_SEED,
   };
   if (p.auth) plan.auth = { user: p.auth.user, passEnv: p.auth.passEnv, ...(p.auth.method ? { method: p.auth.method } : {}) };
+  if (p.arrival) plan.arrival = arrivalOf(p.arrival);
   if (p.rate !== undefined) plan.ratePerTarget = p.rate;
   if (p.insecure) plan.insecure = true;
   if (p.ehlo !== undefined) plan.ehloName = p.ehlo;
@@ -276,6 +278,13 @@ function buildPlan(p: ProfileOutput, source: string, issues: RawIssue[]): Plan {
   if (p.capture !== undefined) plan.captureDir = p.capture;
   plan.profileHash = computeProfileHash(plan);
   return plan;
+}
+
+/** The profile's `arrival:` with its defaults (INBOX and Junk, 5 min, delete). */
+function arrivalOf(a: NonNullable<ProfileOutput['arrival']>): ArrivalSpec {
+  const out: ArrivalSpec = { imap: a.imap, passEnv: a.passEnv, folders: a.folders ?? ['INBOX', 'Junk'], withinMs: a.within ?? 300_000, delete: a.delete ?? true };
+  if (a.poll !== undefined) out.pollMs = a.poll;
+  return out;
 }
 
 /** A probe id as long as the ones a run makes (`<runId>-<10 hex>`), for the size of the generated headers. */

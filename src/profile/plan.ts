@@ -1,4 +1,4 @@
-import type { AuthSpec, Envelope, PathSpec, TargetSpec, Timeouts } from '../model.js';
+import type { ArrivalSpec, AuthSpec, Envelope, PathSpec, TargetSpec, Timeouts } from '../model.js';
 
 /** A k6-style threshold from a profile, e.g. `body: p95 < 2s` or `stall_rate < 1%`. */
 export interface Threshold {
@@ -28,6 +28,8 @@ export interface Plan {
   repeat: number;
   envelope: Envelope;
   auth?: AuthSpec;
+  /** Look for each accepted probe in a mailbox by IMAP (profile `arrival:`). */
+  arrival?: ArrivalSpec;
   timeouts: Timeouts;
   /** Probes in flight at once over the whole run. */
   concurrency: number;

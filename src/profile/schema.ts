@@ -3,6 +3,7 @@
  * units) and for the JSON Schema editors use (`mxprobe schema`). Field semantics live in `fields.ts`;
  * cross-field rules (defaults that depend on other keys, unique names, stall < deadlines) in `load.ts`.
  */
+import { ArrivalInputError, parseImapUrl } from '../arrival/url.js';
 import * as z from 'zod';
 import { STAGES, TLS_MODES } from '../model.js';
 import { show } from './errors.js';
@@ -211,6 +212,39 @@ export const AuthSchema = z
   })
   .describe('SMTP AUTH (after STARTTLS when used). The password is read from the environment variable named by passEnv.');
 
+/** An IMAP URL that `parseImapUrl` accepts (the error says why not, never echoing a password). */
+function toImapUrl(v: string): string {
+  try {
+    parseImapUrl(v);
+  } catch (err) {
+    if (err instanceof ArrivalInputError) throw new FieldError(err.message);
+    throw err;
+  }
+  return v;
+}
+
+export const ArrivalSchema = z
+  .strictObject({
+    imap: str('an IMAP URL such as imaps://user@imap.example.net:993')
+      .transform(conv(toImapUrl))
+      .describe('The IMAP server and user of the test mailbox: imaps://user@host[:993] or imap://user@host[:143]. No password here.'),
+    passEnv: str('the name of an environment variable')
+      .transform(conv(toEnvName))
+      .describe('The NAME of the environment variable that holds the IMAP password (e.g. IMAP_PASS).'),
+    folders: z
+      .array(str('a folder name').transform(conv((v: string) => toText(v, 'a folder name'))), { error: typeMsg('a list of folders') })
+      .min(1, 'the list is empty (give at least one folder)')
+      .optional()
+      .describe('Folders to look in, in order. Default [INBOX, Junk].'),
+    within: numLike('a duration such as 5m').transform(conv(toDurationMs)).optional().describe('How long after acceptance a probe may take to arrive. Default 5m.'),
+    delete: boolLike('true or false').optional().describe('Delete each probe message once checked. Default true.'),
+    poll: numLike('a duration such as 1s').transform(conv(toDurationMs)).optional().describe('How often the folders are searched. Default 1s.'),
+  })
+  .describe(
+    'Did it arrive: after each accepted probe, look for it in this mailbox by IMAP (its X-Mxprobe header), check it is ' +
+      'whole (size, seed) and in which folder. Only mailboxes you own.',
+  );
+
 const Duration = (what: string) =>
   numLike('a duration such as 500ms, 30s or 2m').transform(conv(toDurationMs)).optional().describe(what);
 
@@ -293,6 +327,7 @@ export const ProfileSchema = z
       .describe('Seed of the probe order shuffle and of the message contents. Default 1.'),
     envelope: EnvelopeSchema,
     auth: AuthSchema.optional(),
+    arrival: ArrivalSchema.optional(),
     timeouts: TimeoutsSchema.optional(),
     insecure: boolLike('true or false')
       .optional()
@@ -339,5 +374,6 @@ export const KNOWN_KEYS: Record<string, readonly string[]> = {
   'paths[].relay': Object.keys(RelayObject.shape),
   envelope: Object.keys(EnvelopeSchema.shape),
   auth: Object.keys(AuthSchema.shape),
+  arrival: Object.keys(ArrivalSchema.shape),
   timeouts: Object.keys(TimeoutsSchema.shape),
 };

@@ -29,6 +29,8 @@ import { bytesText, esc, finite, gkey, group, labelRows, median, niceTicks, numA
 export { esc, jsonForScript } from './util.js';
 export { stallColor } from './heatmap.js';
 import { transcriptDetails } from './transcript.js';
+import { ARRIVAL_CSS, renderArrival } from './arrival.js';
+import { describeArrival } from '../arrival/record.js';
 
 /** What `verify` adds to a report: the baseline comparison per cell and the thresholds. */
 export interface ReportVerify {
@@ -351,10 +353,11 @@ const RAW_STAGES = STAGES;
 function renderRaw(results: readonly ProbeResult[]): string {
   if (results.length === 0) return '<p class="empty">No probes.</p>';
   const stages = RAW_STAGES.filter((st) => results.some((r) => typeof r.stages?.[st] === 'number'));
+  const withArrival = results.some((r) => r.arrival);
   const head =
     '<tr><th data-sort="n">#</th><th>started</th><th>path</th><th>target</th><th data-sort="n">size</th><th>outcome</th><th>stage</th>' +
     `<th data-sort="n">total</th>${stages.map((s) => `<th data-sort="n">${esc(s)}</th>`).join('')}` +
-    '<th data-sort="n">body written</th><th data-sort="n">acked</th><th data-sort="n">retrans</th><th>reply</th><th>error</th><th>probe id</th></tr>';
+    `<th data-sort="n">body written</th><th data-sort="n">acked</th><th data-sort="n">retrans</th><th>reply</th><th>error</th>${withArrival ? '<th>arrival</th>' : ''}<th>probe id</th></tr>`;
   const rows = results.map((r, i) => {
     const tds: string[] = [];
     const num = (v: unknown, text: string): string => `<td class="num"${numAttr(v) === '' ? '' : ` data-v="${numAttr(v)}"`}>${esc(text)}</td>`;
@@ -375,6 +378,7 @@ function renderRaw(results: readonly ProbeResult[]): string {
     tds.push(num(r.tcp?.retransTotal, r.tcp?.retransTotal !== undefined ? String(r.tcp.retransTotal) : ''));
     tds.push(`<td>${esc(r.reply ? `${r.reply.code}${r.reply.enhanced ? ` ${r.reply.enhanced}` : ''} ${r.reply.text}`.trim() : '')}</td>`);
     tds.push(`<td>${esc(r.error ? `${r.error.code}: ${r.error.message}` : '')}</td>`);
+    if (withArrival) tds.push(`<td>${esc(r.arrival ? describeArrival(r.arrival) : '')}</td>`);
     tds.push(`<td class="mono">${esc(r.probeId)}${transcriptDetails(r)}</td>`);
     return (
       `<tr data-path="${esc(r.path)}" data-target="${esc(r.target)}" data-size="${numAttr(r.sizeBytes)}" data-size-label="${esc(formatSize(finite(r.sizeBytes)))}" data-outcome="${esc(r.outcome)}">` +
@@ -494,8 +498,9 @@ export function renderReport(input: ReportInput): string {
   const sections = {
     heatmap: renderHeatmap(input.cells, input.results, rules),
     stages: renderWaterfall(input.cells, input.results, rules),
+    arrival: renderArrival(input.results),
   };
-  const css = `${CSS}\n${heatmapCss()}\n${input.captures?.length ? `${TSG_CSS}\n` : ''}${rules.css()}\n`;
+  const css = `${CSS}\n${heatmapCss()}\n${ARRIVAL_CSS}\n${input.captures?.length ? `${TSG_CSS}\n` : ''}${rules.css()}\n`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -522,6 +527,7 @@ ${input.verify ? `<section id="verify"><h2>Before → after, per cell</h2>${rend
   <h2>Delivered by size and path${input.verify ? ' (new run)' : ''}</h2>
   ${sections.heatmap}
 </section>
+${sections.arrival ? `<section id="arrival">\n  <h2>Did it arrive: accepted probes found in the mailbox (IMAP)</h2>\n  ${sections.arrival}\n</section>` : ''}
 <section id="findings">
   <h2>Findings (${input.findings.length})</h2>
   ${renderFindings(input.findings)}

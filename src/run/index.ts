@@ -10,7 +10,9 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { PathSpec, ProbeResult, ProbeSpec, Stage } from '../model.js';
+import type { Arrival, PathSpec, ProbeResult, ProbeSpec, Stage } from '../model.js';
+import { acceptedAtOf, arrivalLine } from '../arrival/record.js';
+import { openArrival, type ArrivalCheck } from './arrival.js';
 import type { Plan } from '../profile/plan.js';
 import type { CaptureSession } from '../probe/capture.js';
 import { RunError } from './errors.js';
@@ -75,6 +77,10 @@ export interface RunEvents {
   'probe:stage': { probeId: string; stage: Stage; tMs: number };
   /** A probe finished and its line is written. `done` counts skipped probes too (done/total is progress). */
   'probe:end': { result: ProbeResult; spec: PlannedProbe; done: number; total: number };
+  /** Every probe is recorded and `waiting` arrival look-ups still go on: the run ends when they do. */
+  'run:arrivals': { waiting: number };
+  /** The IMAP look-up of an accepted probe ended (found or not) and its arrival record is written. */
+  'probe:arrival': { result: ProbeResult; arrival: Arrival };
   /** A probe ended by the stop (not a measurement; not written; `--resume` runs it again). */
   'probe:dropped': { spec: PlannedProbe; reason: 'aborted' | 'abandoned' };
   /** The stop signal arrived: no new probes; `inFlight` probes get `graceMs` to finish. */
@@ -125,6 +131,11 @@ export interface RunOptions {
   checkBind?: boolean;
   /** Run id for a new run (default: `newRunId()`); with `resume`, must match the file's when given. */
   runId?: string;
+  /**
+   * The arrival check (plan `arrival:`): default, one IMAP connection opened before the first probe and closed at
+   * the end; `false` never looks; a check is used as given (and not closed).
+   */
+  arrival?: ArrivalCheck | false;
   /**
    * Real targets (src/probe/guards.ts): allow a plan rate above 1/s per target, and set `force` on every probe
    * (send even above the SIZE a real target advertises).
@@ -336,7 +347,15 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
   const todo = specs.filter((s) => !recorded.has(s.key));
   const skipped = specs.length - todo.length;
   const total = specs.length;
-  const writer = ResultsWriter.open(opts.out, truncateTo === undefined ? {} : { truncateTo });
+  const ownArrival = opts.arrival === undefined && !!plan.arrival && todo.length > 0;
+  const arrival = opts.arrival || (ownArrival ? await openArrival(plan.arrival!) : undefined);
+  let writer: ResultsWriter;
+  try {
+    writer = ResultsWriter.open(opts.out, truncateTo === undefined ? {} : { truncateTo });
+  } catch (err) {
+    if (ownArrival) await arrival!.close();
+    throw err;
+  }
   let capture: CaptureSession | undefined;
   let ownCapture = false;
   if (opts.capture) capture = opts.capture;
@@ -487,6 +506,22 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     recordedCount++;
     done++;
     safeEmit('probe:end', { result: line, spec, done, total });
+    if (arrival && line.outcome === 'delivered') lookFor(line);
+  };
+
+  const arrivals = new Set<Promise<void>>();
+  /** Look for an accepted probe; its arrival record is appended when the look-up ends, the run goes on meanwhile. */
+  const lookFor = (line: ProbeResult): void => {
+    const p = arrival!
+      .expect({ probeId: line.probeId, sizeBytes: line.sizeBytes, acceptedAt: acceptedAtOf(line) })
+      .then((a) => {
+        writer.append(arrivalLine(line, a));
+        line.arrival = a;
+        safeEmit('probe:arrival', { result: line, arrival: a });
+      })
+      .catch(fail)
+      .finally(() => arrivals.delete(p));
+    arrivals.add(p);
   };
 
   const onError = (spec: PlannedProbe, err: unknown): void => {
@@ -566,6 +601,18 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     maybeFinish();
   }
 
+  /** Every probe is recorded; wait for the look-ups still going (a stop ends the wait: they are then "not found"). */
+  const awaitArrivals = async (): Promise<void> => {
+    safeEmit('run:arrivals', { waiting: arrivals.size });
+    const closeOnStop = (): void => void arrival?.close();
+    if (ownArrival) opts.signal?.addEventListener('abort', closeOnStop, { once: true });
+    try {
+      while (arrivals.size) await Promise.all([...arrivals]);
+    } finally {
+      opts.signal?.removeEventListener('abort', closeOnStop);
+    }
+  };
+
   // --- go ------------------------------------------------------------------------------------------------
   const onAbort = (): void => stop('signal');
   const onAbandon = (): void => {
@@ -581,10 +628,14 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     else opts.abandonSignal?.addEventListener('abort', onAbandon, { once: true });
     pump();
     await over;
+    // a stopped run does not wait for slow arrivals: closing settles them as "the run ended before it was found"
+    if (ownArrival && (stoppedBySignal || fatal)) await arrival!.close();
+    if (arrivals.size) await awaitArrivals();
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     opts.abandonSignal?.removeEventListener('abort', onAbandon);
     clearTimers();
+    if (ownArrival) await arrival!.close();
     writer.close();
     if (ownCapture) await capture!.stop().catch(() => undefined);
   }

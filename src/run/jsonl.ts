@@ -5,7 +5,7 @@
 import { fsErrorWords, mkdirpSync } from '../fsutil.js';
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statfsSync, truncateSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { ProbeResult } from '../model.js';
+import type { ArrivalRecord, ProbeResult } from '../model.js';
 import { RunError } from './errors.js';
 
 /** An append-only JSONL file. `open` fails early (before any probe) when the file cannot be written. */
@@ -73,7 +73,7 @@ export class ResultsWriter {
   }
 
   /** Append one line (synchronously: it is in the kernel when this returns). */
-  append(result: ProbeResult): void {
+  append(result: ProbeResult | ArrivalRecord): void {
     this.writeRaw(`${JSON.stringify(result)}\n`);
   }
 
@@ -115,6 +115,17 @@ export interface ResultsFile {
   unkeyed: number;
 }
 
+function isArrivalRecord(v: unknown): boolean {
+  return !!v && typeof v === 'object' && (v as { record?: unknown }).record === 'arrival';
+}
+
+function takeResult(out: ResultsFile, r: ProbeResult): void {
+  out.results.push(r);
+  if (out.runId === undefined && typeof r.runId === 'string') out.runId = r.runId;
+  if (typeof r.profileHash === 'string' && !out.profileHashes.includes(r.profileHash)) out.profileHashes.push(r.profileHash);
+  if (typeof r.key !== 'string') out.unkeyed++;
+}
+
 function isResultLine(v: unknown): v is ProbeResult {
   if (!v || typeof v !== 'object' || Array.isArray(v)) return false;
   const o = v as Record<string, unknown>;
@@ -150,7 +161,9 @@ export function readResultsFile(file: string): ResultsFile {
       } catch {
         ok = false;
       }
-      if (!ok || !isResultLine(parsed)) {
+      if (ok && isArrivalRecord(parsed)) {
+        // an arrival record: about a probe already in the file, nothing to resume
+      } else if (!ok || !isResultLine(parsed)) {
         const isLast = buf.indexOf(0x0a, end + 1) === -1 && buf.subarray(end + 1).toString('utf8').trim() === '';
         if (!ok && isLast) {
           // a line torn by a crash: ignore it (the caller warns and cuts it off before appending)
@@ -161,12 +174,9 @@ export function readResultsFile(file: string): ResultsFile {
           'ERESUME',
           `${file}:${lineNo}: not a probe result line (${ok ? 'JSON without probeId/outcome' : 'invalid JSON'}); is this an mxprobe results file?`,
         );
+      } else {
+        takeResult(out, parsed);
       }
-      const r = parsed;
-      out.results.push(r);
-      if (out.runId === undefined && typeof r.runId === 'string') out.runId = r.runId;
-      if (typeof r.profileHash === 'string' && !out.profileHashes.includes(r.profileHash)) out.profileHashes.push(r.profileHash);
-      if (typeof r.key !== 'string') out.unkeyed++;
     }
     if (nl === -1) break;
     start = nl + 1;

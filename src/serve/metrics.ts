@@ -9,13 +9,16 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ThresholdResult } from '../analyze/verify.js';
 import { ackedBodyOffset, sinkBodyBytes } from '../analyze/cells.js';
-import { STAGES, type Finding, type ProbeResult } from '../model.js';
+import { STAGES, type Arrival, type Finding, type ProbeResult } from '../model.js';
 import { formatSize } from '../units.js';
 
 /** Seconds: 1 ms … 600 s, dense where SMTP stages live (ms on loopback, 100 ms greetings, seconds-long bodies). */
 export const STAGE_BUCKETS_SECONDS: readonly number[] = Object.freeze([
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
 ]);
+
+/** Seconds: 100 ms … 1 h, where a message's way through queues and filters to a mailbox lives. */
+export const ARRIVAL_BUCKETS_SECONDS: readonly number[] = Object.freeze([0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]);
 
 export type RunResultLabel = 'complete' | 'interrupted' | 'error';
 export type ProbeRequestLabel = 'ok' | 'bad-request' | 'forbidden' | 'busy' | 'error';
@@ -55,6 +58,9 @@ export class ServeMetrics {
   readonly skippedIntervals: Counter;
   readonly windowProbes: Gauge;
   readonly probeRequests: Counter<'result'>;
+  readonly arrivalSeconds: Histogram<'path' | 'target' | 'size' | 'folder'>;
+  readonly arrivalFound: Gauge<'path' | 'target' | 'size'>;
+  readonly arrivalIntact: Gauge<'path' | 'target' | 'size'>;
 
   constructor(opts: ServeMetricsOptions = {}) {
     const registers = [this.registry];
@@ -159,6 +165,25 @@ export class ServeMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.arrivalSeconds = new Histogram({
+      name: 'mxprobe_arrival_seconds',
+      help: 'Time from the final 2xx reply of an accepted probe to finding it in the mailbox by IMAP (arrival:), by folder.',
+      labelNames: [...cell, 'folder'],
+      buckets: [...ARRIVAL_BUCKETS_SECONDS],
+      registers,
+    });
+    this.arrivalFound = new Gauge({
+      name: 'mxprobe_arrival_found',
+      help: 'Whether the last accepted probe of a cell was found in the mailbox within arrival.within: 1 or 0.',
+      labelNames: [...cell],
+      registers,
+    });
+    this.arrivalIntact = new Gauge({
+      name: 'mxprobe_arrival_intact',
+      help: 'Whether the last probe of a cell found in the mailbox was whole (size and seed verified): 1 or 0.',
+      labelNames: [...cell],
+      registers,
+    });
     const info = new Gauge({
       name: 'mxprobe_info',
       help: 'Build and profile of this mxprobe serve.',
@@ -189,6 +214,15 @@ export class ServeMetrics {
       const off = stallOffsetBytes(r);
       if (off !== undefined) this.lastStallOffset.set(cell, off);
     }
+  }
+
+  /** Record the arrival check of one accepted probe. */
+  observeArrival(r: ProbeResult, a: Arrival): void {
+    const cell = { path: r.path, target: r.target, size: formatSize(r.sizeBytes) };
+    this.arrivalFound.set(cell, a.found ? 1 : 0);
+    if (!a.found) return;
+    this.arrivalIntact.set(cell, a.intact ? 1 : 0);
+    if (a.latencyMs !== undefined && Number.isFinite(a.latencyMs)) this.arrivalSeconds.observe({ ...cell, folder: a.folder ?? '' }, a.latencyMs / 1000);
   }
 
   /** Replace the findings gauges with the comparator's current findings. */

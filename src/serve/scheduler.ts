@@ -174,6 +174,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.push(e.result, bucket);
       this.emit('probe:end', { result: e.result });
     });
+    // the runner puts the arrival on the same result object, so the window's findings see it too
+    emitter.on('probe:arrival', (e) => this.metrics.observeArrival(e.result, e.arrival));
     this.metrics.runStarted();
     this.emit('run:start', { runId, out, n });
     const t0 = performance.now();

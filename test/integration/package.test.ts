@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ensureBuilt, ROOT } from '../helpers/cli.js';
@@ -19,22 +19,35 @@ const dir = mkdtempSync(join(tmpdir(), 'mxprobe-pack-'));
 const prefix = join(dir, 'prefix');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string>; files: string[] };
 
-/** The runtime dependency closure, read from node_modules. */
+/** Where Node would find `name` from the package at `dir`: its own node_modules, then each one above it. */
+function resolveDir(name: string, dir: string): string {
+  for (let d = dir; d.startsWith(ROOT); d = dirname(d)) {
+    const c = join(d, 'node_modules', name);
+    if (existsSync(join(c, 'package.json'))) return c;
+    if (d === ROOT) break;
+  }
+  throw new Error(`dependency ${name} of ${dir} is not installed`);
+}
+
+/**
+ * The runtime dependency closure, read from node_modules: package folders, nested ones included (thread-stream
+ * needs real-require 1.x while pino's 0.2 is at the top), so one name may come in several versions.
+ */
 function closure(): string[] {
   const seen = new Set<string>();
-  const queue = Object.keys(pkg.dependencies);
+  const queue = Object.keys(pkg.dependencies).map((n) => resolveDir(n, ROOT));
   while (queue.length) {
-    const name = queue.shift()!;
-    if (seen.has(name)) continue;
-    seen.add(name);
-    const pj = JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-    queue.push(...Object.keys(pj.dependencies ?? {}));
+    const dir = queue.shift()!;
+    if (seen.has(dir)) continue;
+    seen.add(dir);
+    const pj = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    queue.push(...Object.keys(pj.dependencies ?? {}).map((n) => resolveDir(n, dir)));
   }
   return [...seen];
 }
 
-/** A read-only npm registry on 127.0.0.1 serving one version (the installed one) of each package. */
-async function localRegistry(names: string[]): Promise<{ url: string; close: () => Promise<void> }> {
+/** A read-only npm registry on 127.0.0.1 serving the installed version(s) of each package (folders from `closure`). */
+async function localRegistry(dirs: string[]): Promise<{ url: string; close: () => Promise<void> }> {
   const tarballs = new Map<string, Buffer>();
   const docs = new Map<string, unknown>();
   const server = http.createServer((req, res) => {
@@ -47,9 +60,9 @@ async function localRegistry(names: string[]): Promise<{ url: string; close: () 
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/`;
-  for (const name of names) {
-    const from = join(ROOT, 'node_modules', name);
-    const pj = JSON.parse(readFileSync(join(from, 'package.json'), 'utf8')) as { version: string };
+  for (const from of dirs) {
+    const pj = JSON.parse(readFileSync(join(from, 'package.json'), 'utf8')) as { name: string; version: string };
+    const name = pj.name;
     const file = `${name.replace('/', '__')}-${pj.version}.tgz`;
     await run('tar', ['-czf', join(dir, file), '--exclude=./node_modules', '--transform', 's,^\\.,package,', '-C', from, '.']);
     const bytes = readFileSync(join(dir, file));
@@ -59,7 +72,10 @@ async function localRegistry(names: string[]): Promise<{ url: string; close: () 
       integrity: `sha512-${createHash('sha512').update(bytes).digest('base64')}`,
       shasum: createHash('sha1').update(bytes).digest('hex'),
     };
-    docs.set(name, { name, 'dist-tags': { latest: pj.version }, versions: { [pj.version]: { ...pj, dist } } });
+    const doc = (docs.get(name) as { versions: Record<string, unknown> } | undefined) ?? { versions: {} };
+    doc.versions[pj.version] = { ...pj, dist };
+    const latest = Object.keys(doc.versions).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1)!;
+    docs.set(name, { name, 'dist-tags': { latest }, versions: doc.versions });
   }
   return { url, close: () => new Promise<void>((r) => server.close(() => r())) };
 }

@@ -702,7 +702,7 @@ describe('profileJsonSchema', () => {
     expect(schema.$schema).toMatch(/json-schema\.org/);
     expect(schema.properties.targets).toBeDefined();
     expect(Object.keys(schema.properties).sort()).toEqual(
-      ['auth', 'capture', 'concurrency', 'dns', 'ehlo', 'envelope', 'insecure', 'name', 'paths', 'rate', 'repeat', 'seed', 'sizes', 'tcpSnapshotMin', 'thresholds', 'timeouts', 'tls', 'targets'].sort(),
+      ['arrival', 'auth', 'capture', 'concurrency', 'dns', 'ehlo', 'envelope', 'insecure', 'name', 'paths', 'rate', 'repeat', 'seed', 'sizes', 'tcpSnapshotMin', 'thresholds', 'timeouts', 'tls', 'targets'].sort(),
     );
     expect(schema.required.sort()).toEqual(['envelope', 'name', 'targets']);
     expect(schema.additionalProperties).toBe(false);
@@ -718,5 +718,22 @@ describe('profileJsonSchema', () => {
       const doc = parseYaml(await readFile(join(SHIPPED_PROFILES_DIR, f), 'utf8')) as Record<string, unknown>;
       for (const key of Object.keys(doc)) expect(schema.properties, `${f}: ${key}`).toHaveProperty(key);
     }
+  });
+});
+
+describe('arrival:', () => {
+  it('fills its defaults: INBOX and Junk, 5 minutes, delete', () => {
+    const plan = parse(yaml('arrival: { imap: imaps://probe@imap.example.net, passEnv: IMAP_PASS }'));
+    expect(plan.arrival).toEqual({ imap: 'imaps://probe@imap.example.net', passEnv: 'IMAP_PASS', folders: ['INBOX', 'Junk'], withinMs: 300_000, delete: true });
+  });
+  it('takes folders, within, delete and poll', () => {
+    const plan = parse(yaml('arrival: { imap: "imap://p@127.0.0.1:1143", passEnv: P, folders: [INBOX, Spam], within: 90s, delete: false, poll: 500ms }'));
+    expect(plan.arrival).toEqual({ imap: 'imap://p@127.0.0.1:1143', passEnv: 'P', folders: ['INBOX', 'Spam'], withinMs: 90_000, delete: false, pollMs: 500 });
+  });
+  it('refuses a password in the URL without echoing it, and an unknown scheme', () => {
+    const err = fails(yaml('arrival: { imap: "imaps://probe:Hunter2x@imap.example.net", passEnv: P }'));
+    expectIssue(err, 'arrival.imap', 'the IMAP URL carries a password');
+    expect(err.message).not.toContain('Hunter2x');
+    expectIssue(fails(yaml('arrival: { imap: "pop3://p@h", passEnv: P }')), 'arrival.imap', 'must start with imaps:// or imap://');
   });
 });

@@ -314,3 +314,37 @@ describe('slimResult', () => {
     expect(slim[0]!.key).toBe(full[0]!.key);
   });
 });
+
+describe('runPlan with an arrival check', () => {
+  it("writes each probe's line at once and its arrival record when known; only accepted probes are looked for; waits for the last", async () => {
+    const out = join(dir, 'r.jsonl');
+    const plan = makePlan({ concurrency: 2 });
+    const fake = fakeProbe({ outcome: (s) => (s.sizeBytes === 1024 ? 'stalled' : 'delivered') });
+    const asked: string[] = [];
+    const release: Array<() => void> = [];
+    const check = {
+      expect: (e: { probeId: string }) => {
+        asked.push(e.probeId);
+        // the look-up ends only when the test says so: the probe lines must not wait for it
+        return new Promise<{ found: boolean; folder: string; intact: boolean }>((resolve) => release.push(() => resolve({ found: true, folder: 'INBOX', intact: true })));
+      },
+      close: async () => undefined,
+    };
+    const ee = createRunEmitter();
+    const events: string[] = [];
+    ee.on('run:arrivals', (e) => {
+      events.push(`waiting ${e.waiting}`);
+      expect(lines(out).every((l) => !(l as { record?: string }).record)).toBe(true); // every probe line is written, no arrival yet
+      for (const r of release) r();
+    });
+    ee.on('probe:arrival', () => events.push('arrival'));
+    const summary = await runPlan(plan, { out, probeFn: fake.fn, validate: () => undefined, checkBind: false, emitter: ee, arrival: check });
+    const delivered = summary.results.filter((r) => r.outcome === 'delivered');
+    expect(delivered.length).toBeGreaterThan(0);
+    expect(asked.sort()).toEqual(delivered.map((r) => r.probeId).sort());
+    expect(events[0]).toBe(`waiting ${delivered.length}`);
+    const records = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { record?: string; probeId: string });
+    expect(records.filter((l) => l.record === 'arrival').map((l) => l.probeId).sort()).toEqual(asked.sort());
+    expect(delivered.every((r) => r.arrival?.found)).toBe(true);
+  });
+});

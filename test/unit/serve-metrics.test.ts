@@ -21,3 +21,20 @@ describe('ServeMetrics: a gauge per threshold', () => {
     expect(text).not.toMatch(/^mxprobe_threshold_ok\{/m);
   });
 });
+
+describe('ServeMetrics: arrivals', () => {
+  it('observes the time to the mailbox by folder, and 1/0 for found and intact per cell', async () => {
+    const m = new ServeMetrics({ defaultMetrics: false });
+    const r = { ...probe({ path: 'via-lb', target: 'mx', sizeBytes: 64 * KiB }) };
+    m.observeArrival(r, { found: true, latencyMs: 4100, folder: 'Junk', intact: false, reason: 'truncated: 1 bytes stored of 65,536 sent' });
+    let text = await m.text();
+    expect(text).toMatch(/^mxprobe_arrival_seconds_bucket\{le="5",path="via-lb",target="mx",size="64KiB",folder="Junk"\} 1$/m);
+    expect(text).toMatch(/^mxprobe_arrival_seconds_bucket\{le="2.5",path="via-lb",target="mx",size="64KiB",folder="Junk"\} 0$/m);
+    expect(text).toMatch(/^mxprobe_arrival_found\{path="via-lb",target="mx",size="64KiB"\} 1$/m);
+    expect(text).toMatch(/^mxprobe_arrival_intact\{path="via-lb",target="mx",size="64KiB"\} 0$/m);
+    m.observeArrival(r, { found: false, reason: 'not found in INBOX within 5m' });
+    text = await m.text();
+    expect(text).toMatch(/^mxprobe_arrival_found\{path="via-lb",target="mx",size="64KiB"\} 0$/m);
+    expect(text).toMatch(/^mxprobe_arrival_seconds_count\{path="via-lb",target="mx",size="64KiB",folder="Junk"\} 1$/m);
+  });
+});

@@ -5,6 +5,7 @@
 import type { Finding } from '../../model.js';
 import { ackedNotReceivedRule } from './acked-not-received.js';
 import type { Context } from './context.js';
+import { arrival } from './arrival.js';
 import { failure } from './failure.js';
 import { fallback } from './fallback.js';
 import { mssClamp } from './mss-clamp.js';
@@ -46,6 +47,7 @@ export const RULES: readonly Rule[] = [
   fallback,
   kernelUnread,
   slow,
+  arrival,
 ];
 
 export { buildContext, type CompareOptions, type Context } from './context.js';
