@@ -53,6 +53,14 @@ async function client(kind, port) {
   };
 }
 
+/** `run(count)` with this process's CPU time (user + system) per session, µs. */
+async function withCpu(run, count) {
+  const c0 = process.cpuUsage();
+  const r = await run(count);
+  const c = process.cpuUsage(c0);
+  return { ...r, cpuUs: (c.user + c.system) / count };
+}
+
 /** Child mode: warm up, then `count` sessions. */
 async function child(kind, port, count) {
   const run = await client(kind, port);
@@ -65,7 +73,8 @@ function callgrindInstructions(kind, port, count) {
   const out = join(dir, 'cg.out');
   const r = spawnSync(
     which('valgrind') ?? 'valgrind',
-    ['--tool=callgrind', '--cache-sim=no', '--smc-check=all', `--callgrind-out-file=${out}`, process.execPath, fileURLToPath(import.meta.url), '--child', kind, String(port), String(count)],
+    // --single-threaded: no concurrent compiler or GC threads, so the count is the same from run to run
+    ['--tool=callgrind', '--cache-sim=no', '--smc-check=all', `--callgrind-out-file=${out}`, process.execPath, '--single-threaded', fileURLToPath(import.meta.url), '--child', kind, String(port), String(count)],
     { encoding: 'utf8' },
   );
   if (r.status !== 0) throw new Error(`valgrind: ${r.stderr.slice(-500)}`);
@@ -84,10 +93,17 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 async function wallRounds(kinds, port) {
   const runs = Object.fromEntries(kinds.map((k) => [k, []]));
+  const cpu = Object.fromEntries(kinds.map((k) => [k, []]));
   const clients = Object.fromEntries(await Promise.all(kinds.map(async (k) => [k, await client(k, port)])));
   for (const k of kinds) await clients[k](200);
-  for (let round = 0; round < 5; round++) for (const k of kinds) runs[k].push((await clients[k](1000)).perSec);
-  return Object.fromEntries(kinds.map((k) => [k, median(runs[k])]));
+  for (let round = 0; round < 5; round++) {
+    for (const k of kinds) {
+      const r = await withCpu(clients[k], 1000);
+      runs[k].push(r.perSec);
+      cpu[k].push(r.cpuUs);
+    }
+  }
+  return Object.fromEntries(kinds.map((k) => [k, { perSec: median(runs[k]), cpuUs: median(cpu[k]) }]));
 }
 
 if (process.argv[2] === '--child') {
@@ -104,8 +120,11 @@ try {
   const kinds = [CURRENT, ...(BASELINE ? [BASELINE] : []), 'minimal'];
   const label = (k) => (k === CURRENT ? 'this build' : k === 'minimal' ? 'minimal client' : 'baseline');
   const wall = await wallRounds(kinds, sink.port);
-  console.log('1 KiB probes, concurrency 1, against smtp-sink: sessions/s (median of 5 alternating rounds of 1,000)');
-  for (const k of kinds) console.log(`  ${label(k).padEnd(16)} ${fmt(wall[k]).padStart(7)}/s   ${fmt(wall[k] / wall.minimal, 2)}× minimal`);
+  console.log('1 KiB probes, concurrency 1, against smtp-sink: sessions/s and this process\'s CPU time per session (medians of 5 alternating rounds of 1,000)');
+  for (const k of kinds) {
+    const w = wall[k];
+    console.log(`  ${label(k).padEnd(16)} ${fmt(w.perSec).padStart(7)}/s   ${fmt(w.perSec / wall.minimal.perSec, 2)}× minimal   CPU ${fmt(w.cpuUs)} µs/session   ${fmt(w.cpuUs / wall.minimal.cpuUs, 2)}× minimal`);
+  }
   if (!which('valgrind')) console.log('valgrind not installed: instruction counts skipped');
   else {
     const n = Number(process.env.RTCOST_N ?? 200);

@@ -30,8 +30,11 @@ export function warmReply(line: string): string {
   return '250 ok\r\n';
 }
 
-/** One SMTP session of the warm-up listener: replies per line, the message up to its final dot. */
-function serve(s: net.Socket): void {
+/**
+ * One SMTP session of a minimal server (the warm-up's listener; bench/inflight.mjs's receiver): a reply per
+ * command line, the message up to its final dot, 221 to QUIT and close.
+ */
+export function minimalSmtpSession(s: net.Socket): void {
   let buf = '';
   let inData = false;
   s.on('error', () => undefined);
@@ -56,7 +59,7 @@ function withListener(probeOnce: (port: number) => Promise<unknown>): Promise<vo
     const sockets = new Set<net.Socket>();
     const server = net.createServer((s) => {
       sockets.add(s);
-      serve(s);
+      minimalSmtpSession(s);
     });
     let over = false;
     const done = (): void => {
