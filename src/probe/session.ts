@@ -839,8 +839,9 @@ class Transaction {
         onSocket: (s) => {
           this.raw = s;
           s.on('error', this.onError);
-          // connect starts at the SYN: net.Socket#connect to an address makes the socket and sends the SYN in a
-          // process.nextTick, and the microtask queue runs after that queue is drained
+          // connect starts when the connection is asked for, not with our set-up before it: stamped in a microtask
+          // queued just before openEgress calls connect() (net sends the SYN from a process.nextTick; which of the two
+          // runs first depends on the queue we are called from: microseconds either way)
           queueMicrotask(() => this.sending());
           if (!spec.path.proxy) s.once('connect', this.onConnected);
         },
