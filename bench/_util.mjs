@@ -1,6 +1,7 @@
 // Shared bench helpers: start Postfix's smtp-sink (or say it is missing), time things, print tables.
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 
 export function which(cmd) {
   for (const d of ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/bin']) {
@@ -34,11 +35,11 @@ async function waitPort(port, ms = 5000) {
 }
 
 /** Postfix smtp-sink on 127.0.0.1 (apt-get install postfix). Returns undefined when not installed. */
-export async function startSmtpSink() {
+export async function startSmtpSink({ backlog = 256 } = {}) {
   const bin = which('smtp-sink');
   if (!bin) return undefined;
   const port = await freePort();
-  const args = process.getuid?.() === 0 ? ['-u', 'root', `127.0.0.1:${port}`, '256'] : [`127.0.0.1:${port}`, '256'];
+  const args = [...(process.getuid?.() === 0 ? ['-u', 'root'] : []), `127.0.0.1:${port}`, String(backlog)];
   const child = spawn(bin, args, { stdio: 'ignore' });
   await waitPort(port);
   return { port, stop: () => child.kill('SIGKILL') };
@@ -46,4 +47,47 @@ export async function startSmtpSink() {
 
 export function fmt(n, digits = 0) {
   return Number(n).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+/**
+ * A minimal hand-written Node SMTP client (no stage marks, deadlines, watchdog, message generator or result): the
+ * ceiling Node itself allows here, to tell the engine's own cost from the runtime's.
+ */
+export async function minimalNode(port, { count, concurrency }) {
+  const body = Buffer.alloc(1024, 'a');
+  body.write('Subject: x\r\n\r\n');
+  const session = () =>
+    new Promise((resolve, reject) => {
+      const sock = net.connect({ host: '127.0.0.1', port });
+      sock.setNoDelay(true);
+      const steps = ['EHLO bench\r\n', 'MAIL FROM:<probe@mxprobe.test>\r\n', 'RCPT TO:<sink@mxprobe.test>\r\n', 'DATA\r\n', null, 'QUIT\r\n'];
+      let i = 0;
+      let buf = '';
+      sock.on('data', (d) => {
+        buf += d;
+        let idx;
+        while ((idx = buf.indexOf('\r\n')) >= 0) {
+          const line = buf.slice(0, idx);
+          buf = buf.slice(idx + 2);
+          if (line[3] === '-') continue;
+          if (i < steps.length) {
+            const st = steps[i++];
+            if (st === null) sock.write(Buffer.concat([body, Buffer.from('\r\n.\r\n')]));
+            else sock.write(st);
+          } else {
+            sock.destroy();
+            resolve();
+          }
+        }
+      });
+      sock.on('error', reject);
+      sock.on('end', () => {
+        sock.destroy();
+        resolve();
+      });
+    });
+  let started = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => { while (started++ < count) await session(); }));
+  return { perSec: count / ((performance.now() - t0) / 1000) };
 }

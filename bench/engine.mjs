@@ -2,13 +2,12 @@
 // 16 MiB probes, each next to Postfix's smtp-source against the same smtp-sink in the same run; the message
 // generator's MB/s into a discard receiver; peak RSS of one 64 MiB probe.
 import { spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { probe } from '../dist/probe/index.js';
 import { generatedMessage } from '../dist/probe/message.js';
 import { DEFAULT_TIMEOUTS } from '../dist/model.js';
-import { fmt, startSmtpSink, which } from './_util.mjs';
+import { fmt, minimalNode, startSmtpSink, which } from './_util.mjs';
 
 const spec = (port, sizeBytes, i) => ({
   probeId: `b-${i}`,
@@ -31,49 +30,6 @@ async function engine(port, { sizeBytes, count, concurrency }) {
   })));
   const s = (performance.now() - t0) / 1000;
   return { perSec: count / s, mbPerSec: (count * sizeBytes) / s / 1e6, ok, count };
-}
-
-/**
- * A minimal hand-written Node SMTP client (no stage marks, deadlines, watchdog, message generator or result): the
- * ceiling Node itself allows here, to tell the engine's own cost from the runtime's.
- */
-async function minimalNode(port, { count, concurrency }) {
-  const body = Buffer.alloc(1024, 'a');
-  body.write('Subject: x\r\n\r\n');
-  const session = () =>
-    new Promise((resolve, reject) => {
-      const sock = net.connect({ host: '127.0.0.1', port });
-      sock.setNoDelay(true);
-      const steps = ['EHLO bench\r\n', 'MAIL FROM:<probe@mxprobe.test>\r\n', 'RCPT TO:<sink@mxprobe.test>\r\n', 'DATA\r\n', null, 'QUIT\r\n'];
-      let i = 0;
-      let buf = '';
-      sock.on('data', (d) => {
-        buf += d;
-        let idx;
-        while ((idx = buf.indexOf('\r\n')) >= 0) {
-          const line = buf.slice(0, idx);
-          buf = buf.slice(idx + 2);
-          if (line[3] === '-') continue;
-          if (i < steps.length) {
-            const st = steps[i++];
-            if (st === null) sock.write(Buffer.concat([body, Buffer.from('\r\n.\r\n')]));
-            else sock.write(st);
-          } else {
-            sock.destroy();
-            resolve();
-          }
-        }
-      });
-      sock.on('error', reject);
-      sock.on('end', () => {
-        sock.destroy();
-        resolve();
-      });
-    });
-  let started = 0;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => { while (started++ < count) await session(); }));
-  return { perSec: count / ((performance.now() - t0) / 1000) };
 }
 
 function source(port, { sizeBytes, count, concurrency }) {

@@ -116,8 +116,13 @@ export function base64Block(seed: number): Buffer {
   return seedBlock(seed).ensure(BLOCK_LINES);
 }
 
+/** The MIME boundary of a seed; the last one is kept (a message asks for it three times, a run mostly for one seed). */
+let lastBoundary: { seed: number; boundary: string } | undefined;
+
 function boundaryFor(seed: number): string {
-  return `mxprobe-${(seed >>> 0).toString(16).padStart(8, '0')}-${mulberry32(seed >>> 0)().toString(36)}`;
+  const key = seed >>> 0;
+  if (lastBoundary?.seed !== key) lastBoundary = { seed: key, boundary: `mxprobe-${key.toString(16).padStart(8, '0')}-${mulberry32(key)().toString(36)}` };
+  return lastBoundary.boundary;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

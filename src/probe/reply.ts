@@ -26,16 +26,19 @@ export class ReplyParser {
   constructor(private readonly secrets: readonly string[] = []) {}
 
   push(chunk: Buffer, stage: Stage): SmtpReply[] {
-    this.buf += chunk.toString('latin1');
+    // one string per chunk and one per line: lines are cut from it by index, not by re-slicing what is left
+    const text = this.buf === '' ? chunk.toString('latin1') : this.buf + chunk.toString('latin1');
     const out: SmtpReply[] = [];
+    let from = 0;
     let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
-      let line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      if (line.endsWith('\r')) line = line.slice(0, -1);
+    while ((nl = text.indexOf('\n', from)) >= 0) {
+      const end = nl > from && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
+      const line = text.slice(from, end);
+      from = nl + 1;
       const r = this.line(line, stage);
       if (r) out.push(r);
     }
+    this.buf = from === 0 ? text : text.slice(from);
     if (this.buf.length > MAX_LINE_BYTES) {
       throw new ProbeError('EPROTOCOL', `reply line longer than ${MAX_LINE_BYTES} bytes without a line end`, stage);
     }
@@ -43,19 +46,18 @@ export class ReplyParser {
   }
 
   private line(raw: string, stage: Stage): SmtpReply | undefined {
-    const line = scrubSecrets(raw, this.secrets);
+    const line = this.secrets.length ? scrubSecrets(raw, this.secrets) : raw;
     if (line.length > MAX_LINE_BYTES) {
       throw new ProbeError('EPROTOCOL', `reply line longer than ${MAX_LINE_BYTES} bytes`, stage);
     }
-    const m = /^([2-5]\d\d)([ -]|$)/.exec(line);
-    if (!m) throw new ProbeError('EPROTOCOL', `not an SMTP reply: ${JSON.stringify(line.slice(0, 80))}`, stage);
-    const code = Number(m[1]);
+    const code = replyCode(line);
+    if (code === undefined) throw new ProbeError('EPROTOCOL', `not an SMTP reply: ${JSON.stringify(line.slice(0, 80))}`, stage);
     if (this.lines.length > 0 && code !== this.code) {
       throw new ProbeError('EPROTOCOL', `multiline reply changes code from ${this.code} to ${code}`, stage);
     }
     this.code = code;
     this.lines.push(line.slice(4));
-    if (m[2] === '-') {
+    if (line.charCodeAt(3) === DASH) {
       if (this.lines.length >= MAX_REPLY_LINES) {
         throw new ProbeError('EPROTOCOL', `multiline reply did not end within ${MAX_REPLY_LINES} lines`, stage);
       }
@@ -63,11 +65,31 @@ export class ReplyParser {
     }
     const lines = this.lines;
     this.lines = [];
-    const em = /^([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/.exec(lines[0] ?? '');
-    const reply: SmtpReply = { code, text: lines.join('\n') };
+    const first = lines[0] ?? '';
+    const em = ENHANCED_FIRST.has(first.charCodeAt(0)) ? /^([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/.exec(first) : null;
+    const reply: SmtpReply = { code, text: lines.length === 1 ? first : lines.join('\n') };
     if (em) reply.enhanced = em[1]!;
     return reply;
   }
+}
+
+const CR = 13;
+const DASH = 45;
+const SPACE = 32;
+/** First characters of an enhanced status code (RFC 3463: 2, 4 or 5). */
+const ENHANCED_FIRST: ReadonlySet<number> = new Set([50, 52, 53]);
+
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
+/**
+ * The code of a reply line (`/^([2-5]\d\d)([ -]|$)/`, by character codes: no match object per line), or
+ * undefined when the line does not start like an SMTP reply.
+ */
+export function replyCode(line: string): number | undefined {
+  const c0 = line.charCodeAt(0);
+  if (!(c0 >= 50 && c0 <= 53) || !isDigit(line.charCodeAt(1)) || !isDigit(line.charCodeAt(2))) return undefined;
+  if (line.length > 3 && line.charCodeAt(3) !== SPACE && line.charCodeAt(3) !== DASH) return undefined;
+  return (c0 - 48) * 100 + (line.charCodeAt(1) - 48) * 10 + (line.charCodeAt(2) - 48);
 }
 
 /** `250 2.0.0 Ok: queued` for messages. */

@@ -96,9 +96,9 @@ export class Watchdog {
     this.cadence = watchCadence(opts.timeouts.stallMs);
   }
 
-  /** Our own signal: the kernel took bytes, or bytes arrived. Cheap: one clock read. */
-  progress(): void {
-    this.lastApp = performance.now();
+  /** Our own signal: the kernel took bytes, or bytes arrived. Cheap: one clock read (or the caller's). */
+  progress(at: number = performance.now()): void {
+    this.lastApp = at;
   }
 
   /** Start watching (idempotent): the first look comes after the cadence's quiet time. */
