@@ -39,30 +39,55 @@ const connect = (port: number) =>
   });
 const closed = (s: net.Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
 
+/** Wait (polling, bounded) until `n` of the sockets are closed; returns how many are. */
+async function untilClosed(socks: net.Socket[], n: number, withinMs: number): Promise<number> {
+  const end = Date.now() + withinMs;
+  for (;;) {
+    const done = socks.filter((s) => s.destroyed || s.closed).length;
+    if (done >= n || Date.now() > end) return done;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('serve under idle connections', () => {
-  it('caps connections, cuts idle ones at the header timeout, and /healthz answers again', async () => {
-    const serve = await startServe({ port: 0, maxConnections: 3, headersTimeoutMs: 2000, defaultMetrics: false });
+  // No assertion on how fast anything happens (a busy machine may be slow): the cap is checked with a header timeout
+  // far beyond the test, so only the cap can close anything; the header timeout with a second server.
+  it('caps connections: what is above the cap is closed, the rest stay open', async () => {
+    const serve = await startServe({ port: 0, maxConnections: 3, headersTimeoutMs: 120_000, defaultMetrics: false });
     const socks: net.Socket[] = [];
     try {
       for (let i = 0; i < 6; i++) {
         const s = await connect(serve.port);
         s.on('error', () => undefined);
+        s.on('close', () => undefined);
         socks.push(s);
       }
-      // the server drops what is above the cap at once; the rest once the header timeout passes
-      const t0 = Date.now();
-      let dropped = 0;
-      for (const s of socks) void closed(s).then(() => Date.now() - t0 < 1500 && dropped++);
-      await new Promise((r) => setTimeout(r, 1500));
-      expect(dropped).toBeGreaterThanOrEqual(3);
-      expect(dropped).toBeLessThan(6);
-      await Promise.all(socks.map(closed));
-      expect(Date.now() - t0).toBeLessThan(8000);
-      const res = await fetch(`${serve.url}/healthz`);
-      expect(res.status).toBe(200);
+      expect(await untilClosed(socks, 3, 20_000)).toBe(3);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(socks.filter((s) => s.destroyed || s.closed)).toHaveLength(3); // the cap holds: three stay
     } finally {
       for (const s of socks) s.destroy();
       await serve.close();
     }
-  }, 15_000);
+  });
+
+  it('cuts idle connections at the header timeout, and /healthz answers again', async () => {
+    const serve = await startServe({ port: 0, maxConnections: 3, headersTimeoutMs: 1000, defaultMetrics: false });
+    const socks: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = await connect(serve.port);
+        s.on('error', () => undefined);
+        s.on('close', () => undefined);
+        socks.push(s);
+      }
+      expect(await untilClosed(socks, 3, 30_000)).toBe(3);
+      const res = await fetch(`${serve.url}/healthz`);
+      expect(res.status).toBe(200);
+      await res.body?.cancel();
+    } finally {
+      for (const s of socks) s.destroy();
+      await serve.close();
+    }
+  });
 });
