@@ -31,7 +31,7 @@ describe.skipIf(!!why)('kernel evidence ends a lossy stall early', () => {
     await srv.close();
   });
 
-  test('dropped segments → stalled@body by kernel evidence, well before the window; bytesAcked frozen near 200 kB', async () => {
+  test('dropped segments → stalled no-ack in the body, bytesAcked frozen near 200 kB; called early when the kernel shows the loss', async () => {
     const r = await probe(spec(srv.port, { sizeBytes: 4 * 1024 * 1024, timeouts: { stallMs: 9000 } }));
     expect(r.outcome).toBe('stalled');
     expect(['body', 'dataAck']).toContain(r.stage);
@@ -43,13 +43,17 @@ describe.skipIf(!!why)('kernel evidence ends a lossy stall early', () => {
     expect(['kernel', 'window'], why).toContain(r.stallBy);
     expect(r.stallKind, why).toBe('no-ack');
     expect(r.progressFrom).toBe('kernel');
-    if (r.stallBy === 'kernel') expect(r.durationMs).toBeLessThan(9000);
-    expect(r.tcp?.retransTotal).toBeGreaterThan(0);
-    expect(r.tcp?.backoff).toBeGreaterThanOrEqual(2);
+    // whichever way it was called: the data is outstanding, nothing past the drop point acknowledged
     expect(r.tcp?.bytesAcked).toBeLessThan(260_000);
-    expect(r.error?.message).toMatch(/retransmitting/);
-    // the ACKs had really stopped when it was called: at least the watchdog's quiet time (1 s) before
-    if (r.stallBy === 'kernel') expect(r.tcp?.lastAckMs).toBeGreaterThanOrEqual(1000);
+    expect(r.tcp?.bytesSent ?? 0).toBeGreaterThan(r.tcp?.bytesAcked ?? 0);
+    if (r.stallBy === 'kernel') {
+      // the early call rests on the kernel's loss evidence: retransmitting, backing off, the ACKs stopped 1 s+
+      expect(r.durationMs).toBeLessThan(9000);
+      expect(r.tcp?.retransTotal).toBeGreaterThan(0);
+      expect(r.tcp?.backoff).toBeGreaterThanOrEqual(2);
+      expect(r.tcp?.lastAckMs).toBeGreaterThanOrEqual(1000);
+      expect(r.error?.message).toMatch(/retransmitting/);
+    }
   }, 30_000);
 
   test('with earlyStall off the plain window decides', async () => {
