@@ -91,3 +91,26 @@ export async function minimalNode(port, { count, concurrency }) {
   await Promise.all(Array.from({ length: concurrency }, async () => { while (started++ < count) await session(); }));
   return { perSec: count / ((performance.now() - t0) / 1000) };
 }
+
+/**
+ * The engine of a build (`dist` folder) as `(port, i) => probe(…)`: one 1 KiB plain probe to 127.0.0.1:port with
+ * the default timeouts and no end-of-probe snapshot (the benches measure SMTP, not ss). Shared by the benches that
+ * compare builds.
+ */
+export async function loadEngine(dist, prefix = 'b') {
+  const { pathToFileURL } = await import('node:url');
+  const { join } = await import('node:path');
+  const { probe } = await import(pathToFileURL(join(dist, 'probe/index.js')).href);
+  const { DEFAULT_TIMEOUTS } = await import(pathToFileURL(join(dist, 'model.js')).href);
+  return (port, i) =>
+    probe({
+      probeId: `${prefix}-${i}`,
+      target: { host: '127.0.0.1', port, tls: 'none' },
+      path: { name: 'direct' },
+      sizeBytes: 1024,
+      seed: 1,
+      envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
+      timeouts: { ...DEFAULT_TIMEOUTS },
+      tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
+    });
+}

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { byClientPort, packetStages, readPcap } from './_pcap.mjs';
-import { fmt, startSmtpSink, which } from './_util.mjs';
+import { fmt, startSmtpSink, which, loadEngine } from './_util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CURRENT = resolve(here, '../dist');
@@ -25,19 +25,9 @@ const STAGES = ['connect', 'greeting', 'ehlo', 'mail', 'rcpt', 'data', 'body', '
 
 /** Child mode: `count` probes in this (fresh) process; prints one JSON line per probe. */
 async function child(dist, port, count) {
-  const { probe } = await import(pathToFileURL(join(dist, 'probe/index.js')).href);
-  const { DEFAULT_TIMEOUTS } = await import(pathToFileURL(join(dist, 'model.js')).href);
+  const probe = await loadEngine(dist, 'fid');
   for (let i = 0; i < count; i++) {
-    const r = await probe({
-      probeId: `fid-${i}`,
-      target: { host: '127.0.0.1', port, tls: 'none' },
-      path: { name: 'direct' },
-      sizeBytes: 1024,
-      seed: 1,
-      envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-      timeouts: { ...DEFAULT_TIMEOUTS },
-      tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
-    });
+    const r = await probe(port, i);
     process.stdout.write(`${JSON.stringify({ i, outcome: r.outcome, localPort: r.localPort, startedAt: r.startedAt, stages: r.stages })}\n`);
   }
 }

@@ -15,29 +15,15 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { fmt, minimalNode, startSmtpSink, which } from './_util.mjs';
+import { fileURLToPath } from 'node:url';
+import { fmt, loadEngine, minimalNode, startSmtpSink, which } from './_util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CURRENT = resolve(here, '../dist');
 const BASELINE = process.env.MXPROBE_BASELINE_DIST;
 const REPLIES = 7;
 
-async function loadProbe(dist) {
-  const { probe } = await import(pathToFileURL(join(dist, 'probe/index.js')).href);
-  const { DEFAULT_TIMEOUTS } = await import(pathToFileURL(join(dist, 'model.js')).href);
-  return (port, i) =>
-    probe({
-      probeId: `rt-${i}`,
-      target: { host: '127.0.0.1', port, tls: 'none' },
-      path: { name: 'direct' },
-      sizeBytes: 1024,
-      seed: 1,
-      envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-      timeouts: { ...DEFAULT_TIMEOUTS },
-      tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
-    });
-}
+const loadProbe = (dist) => loadEngine(dist, 'rt');
 
 /** One client kind: a function running `count` sequential sessions. */
 async function client(kind, port) {

@@ -15,28 +15,14 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pLimit from 'p-limit';
-import { fmt, startSmtpSink } from './_util.mjs';
+import { fmt, loadEngine, startSmtpSink } from './_util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DIST = resolve(here, '../dist');
 const WORKERS = Number(process.env.WORKERS ?? 2);
 const COUNT = Number(process.env.COUNT ?? 3000);
 
-async function engine() {
-  const { probe } = await import(pathToFileURL(join(DIST, 'probe/index.js')).href);
-  const { DEFAULT_TIMEOUTS } = await import(pathToFileURL(join(DIST, 'model.js')).href);
-  return (port, i) =>
-    probe({
-      probeId: `w-${i}`,
-      target: { host: '127.0.0.1', port, tls: 'none' },
-      path: { name: 'direct' },
-      sizeBytes: 1024,
-      seed: 1,
-      envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-      timeouts: { ...DEFAULT_TIMEOUTS },
-      tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
-    });
-}
+const engine = () => loadEngine(DIST, 'w');
 
 /** Probes `ids` at `concurrency`, each result handed to `onResult` as it completes. */
 async function runShare(port, ids, concurrency, onResult) {
