@@ -1,4 +1,4 @@
-/** Real and hostile SMTP servers for tests, all on 127.0.0.1 port 0. */
+/** Real and hostile SMTP servers for tests, on 127.0.0.1 port 0 unless a test says where. */
 import net from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { DEFAULT_TIMEOUTS, type ProbeSpec, type Timeouts } from '../../src/model.js';
@@ -6,7 +6,7 @@ import { DEFAULT_TIMEOUTS, type ProbeSpec, type Timeouts } from '../../src/model
 export interface Received { from: string; to: string[]; bytes: number; sha: string; remoteAddress: string; data: Buffer | undefined }
 
 /** A real smtp-server that counts (and, when small, keeps) what it receives. */
-export async function startSmtpServer(opts: Partial<SMTPServerOptions> & { keep?: boolean } = {}) {
+export async function startSmtpServer(opts: Partial<SMTPServerOptions> & { keep?: boolean; listen?: { host?: string; port?: number } } = {}) {
   const received: Received[] = [];
   const { createHash } = await import('node:crypto');
   const server = new SMTPServer({
@@ -44,7 +44,13 @@ export async function startSmtpServer(opts: Partial<SMTPServerOptions> & { keep?
   } as SMTPServerOptions);
   // a client that resets its connection (a stalled probe aborts with RST) is an 'error' of the server's
   server.on('error', () => undefined);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject); // EADDRINUSE on a chosen port: the caller may try another
+    server.listen(opts.listen?.port ?? 0, opts.listen?.host ?? '127.0.0.1', () => {
+      server.server.off('error', reject);
+      resolve();
+    });
+  });
   const port = (server.server.address() as net.AddressInfo).port;
   return {
     port,
