@@ -284,11 +284,26 @@ function* base64Chunks(seed: number, bytes: number): Generator<Buffer> {
  * 'multipart', text/plain → 'text'): see `layoutFromContentType`.
  */
 export function* bodyChunks(seed: number, bodyBytes: number, layout: BodyLayout = 'multipart'): Generator<Buffer> {
-  const plan = planBody(seed, bodyBytes, layout);
+  const plan = bodyPlan(seed, bodyBytes, layout);
   if (!plan) throw new MessageError(`body of ${bodyBytes} bytes is too small`);
-  yield Buffer.from(plan.head, 'latin1');
+  yield plan.headBuf;
   yield* base64Chunks(seed, plan.base64Bytes);
-  if (plan.tail) yield Buffer.from(plan.tail, 'latin1');
+  if (plan.tailBuf.length) yield plan.tailBuf;
+}
+
+type RenderedPlan = BodyPlan & { headBuf: Buffer; tailBuf: Buffer };
+/** Plans rendered to bytes, by seed, size and layout: a run sends the same few sizes again and again. */
+const planCache = new Map<string, RenderedPlan | undefined>();
+
+/** `planBody` with its head and tail as (shared, never written to) buffers, cached. */
+function bodyPlan(seed: number, bodyBytes: number, layout: BodyLayout): RenderedPlan | undefined {
+  const key = `${seed >>> 0}|${bodyBytes}|${layout}`;
+  if (planCache.has(key)) return planCache.get(key);
+  const plan = planBody(seed, bodyBytes, layout);
+  const r = plan && { ...plan, headBuf: Buffer.from(plan.head, 'latin1'), tailBuf: Buffer.from(plan.tail, 'latin1') };
+  if (planCache.size >= 64) planCache.delete(planCache.keys().next().value as string);
+  planCache.set(key, r);
+  return r;
 }
 
 /** The smallest size a generated probe can have with these parameters. */
@@ -316,12 +331,12 @@ export function generatedMessage(p: MessageParams): MessageSource {
   let layout: BodyLayout = 'multipart';
   let headers = headerBlock({ ...p, date }, contentTypeFor(seed, true));
   let bodyBytes = p.sizeBytes - Buffer.byteLength(headers, 'latin1');
-  let plan = planBody(seed, bodyBytes, 'multipart');
+  let plan = bodyPlan(seed, bodyBytes, 'multipart');
   if (!plan) {
     layout = 'text';
     headers = headerBlock({ ...p, date }, contentTypeFor(seed, false));
     bodyBytes = p.sizeBytes - Buffer.byteLength(headers, 'latin1');
-    plan = planBody(seed, bodyBytes, 'text');
+    plan = bodyPlan(seed, bodyBytes, 'text');
   }
   if (!plan) {
     throw new MessageError(

@@ -169,6 +169,84 @@ export function stageDeadlineMs(t: ProbeSpec['timeouts'], stage: Stage): number 
   }
 }
 
+/**
+ * The body's writes: pieces gathered up to CHUNK_BYTES and written as one corked writev (an MTA's habit: a header
+ * block written alone would travel as its own small segment and hide a PMTU blackhole from the smallest probes;
+ * gathering, not concatenating, keeps the generator's zero-copy slices zero-copy). One callback per piece counts
+ * what the kernel accepted (`accepted`); one promise per probe at most, for the last write, and one per drain.
+ */
+/**
+ * Hand a chunk to `step` in pieces of at most CHUNK_BYTES (zero-copy views). False when `step` said stop; a
+ * promise only when a piece had to wait for the socket to drain (then the rest of the chunk follows it).
+ */
+function feed(chunk: Buffer, step: (piece: Buffer) => Promise<void> | boolean, from = 0): boolean | Promise<boolean> {
+  for (let off = from; off < chunk.length; off += CHUNK_BYTES) {
+    const s = step(off === 0 && chunk.length <= CHUNK_BYTES ? chunk : chunk.subarray(off, off + CHUNK_BYTES));
+    if (s === false) return false;
+    if (s !== true) return s.then(() => feed(chunk, step, off + CHUNK_BYTES));
+  }
+  return true;
+}
+
+class BodyWriter {
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  /** Pieces written whose callback has not come yet, and who waits for the last of them. */
+  private outstanding = 0;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    private readonly sock: net.Socket,
+    /** Called before each write goes out (the stage's first send starts it). */
+    private readonly sending: () => void,
+    private readonly accepted: (n: number, body: boolean) => void,
+  ) {}
+
+  /** Queue a piece; a full batch is written. Returns a promise to await when the socket asks to drain. */
+  add(piece: Buffer, body: boolean): Promise<void> | undefined {
+    if (!body) this.dotAt = this.pending.length;
+    this.pending.push(piece);
+    this.pendingLen += piece.length;
+    return this.pendingLen >= CHUNK_BYTES ? this.flush() : undefined;
+  }
+
+  private dotAt = -1;
+
+  /** Write what is queued (one writev when more than one piece); a promise when the socket needs to drain. */
+  flush(): Promise<void> | undefined {
+    const pieces = this.pending;
+    if (pieces.length === 0) return undefined;
+    const dotAt = this.dotAt;
+    this.pending = [];
+    this.pendingLen = 0;
+    this.dotAt = -1;
+    const sock = this.sock;
+    this.sending();
+    if (pieces.length > 1) sock.cork();
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      const body = i !== dotAt;
+      this.outstanding++;
+      sock.write(piece, (err) => {
+        if (!err) this.accepted(piece.length, body);
+        if (--this.outstanding === 0 && this.idle) {
+          const done = this.idle;
+          this.idle = undefined;
+          done();
+        }
+      });
+    }
+    if (pieces.length > 1) sock.uncork();
+    return sock.writableNeedDrain ? new Promise<void>((resolve) => sock.once('drain', resolve)) : undefined;
+  }
+
+  /** Resolves when every piece written so far has had its callback (with or without an error). */
+  written(): Promise<void> {
+    if (this.outstanding === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.idle = resolve));
+  }
+}
+
 class Transaction {
   private readonly t0 = performance.now();
   private readonly startedAt = new Date().toISOString();
@@ -1030,58 +1108,37 @@ class Transaction {
    */
   private async sendBody(message: MessageSource, peek?: BodyPeek): Promise<boolean> {
     const sock = this.sock!;
-    let last: Promise<void> = Promise.resolve();
-    let pending: Buffer[] = [];
-    let pendingLen = 0;
-    let dotSent = false;
-    const writeOne = (piece: Buffer): Promise<void> =>
-      new Promise<void>((resolve) => {
-        const n = piece.length;
-        const body = piece !== DOT;
-        this.sending();
-        sock.write(piece, (err) => {
-          if (!err) {
-            this.bytesWritten += n;
-            if (body) this.bodyBytesWritten! += n;
-            this.progress();
-          }
-          resolve();
-        });
-      });
-    const flush = async (): Promise<void> => {
-      const pieces = pending;
-      pending = [];
-      pendingLen = 0;
-      if (pieces.length > 1) sock.cork();
-      for (const piece of pieces) last = writeOne(piece);
-      if (pieces.length > 1) sock.uncork();
-      if (sock.writableNeedDrain) {
-        await this.guard(new Promise<void>((resolve) => sock.once('drain', resolve)));
-      }
+    const w = new BodyWriter(sock, () => this.sending(), (n, body) => {
+      this.bytesWritten += n;
+      if (body) this.bodyBytesWritten! += n;
+      this.progress();
+    });
+    // one piece: false to stop (a failure, or an early reply), true to go on, a promise when the socket must drain
+    const step = (piece: Buffer): Promise<void> | boolean => {
+      if (this.failure || this.replies.length) return false;
+      peek?.add(piece);
+      const drain = w.add(piece, true);
+      return drain ? this.guard(drain) : true;
     };
-    for await (const chunk of message.chunks()) {
-      for (let off = 0; off < chunk.length; off += CHUNK_BYTES) {
-        if (this.failure) return this.failed;
-        if (this.replies.length) return false; // early reply: stop sending
-        const piece = off === 0 && chunk.length <= CHUNK_BYTES ? chunk : chunk.subarray(off, off + CHUNK_BYTES);
-        pending.push(piece);
-        peek?.add(piece);
-        pendingLen += piece.length;
-        if (pendingLen >= CHUNK_BYTES) await flush();
+    const chunks = message.chunks();
+    if (Symbol.iterator in chunks) {
+      // a generated message is a plain iterable: walked without an await (and a promise) per chunk
+      for (const chunk of chunks as Iterable<Buffer>) {
+        const fed = feed(chunk, step);
+        if (fed === false || (fed !== true && !(await fed))) break;
       }
+    } else {
+      for await (const chunk of chunks) if (!(await feed(chunk, step))) break;
     }
     if (this.failure) return this.failed;
-    if (!this.replies.length) {
-      pending.push(DOT);
-      pendingLen += DOT.length;
-      dotSent = true;
-    }
-    if (pendingLen > 0) await flush();
+    if (this.replies.length) return false; // early reply: stop sending (what is queued is not sent), no final dot
+    const drain = w.add(DOT, false) ?? w.flush();
+    if (drain) await this.guard(drain);
     // The body stage ends when the kernel has accepted the last byte. Nothing left in the socket's own buffer
     // means every write went into the kernel synchronously (the common case for small messages): no need to wait
     // a loop turn for the callback before the final dot.
-    if (sock.writableLength > 0) await this.guard(last);
-    return dotSent;
+    if (sock.writableLength > 0) await this.guard(w.written());
+    return true;
   }
 
   private async quit(): Promise<void> {
