@@ -79,6 +79,10 @@ export interface RunEvents {
     resumed: boolean;
   };
   'probe:start': { spec: PlannedProbe; inFlight: number };
+  /**
+   * A stage of a probe began. Heard for the probes started while someone listens: the engine is asked for its
+   * stages only then (with `workers`, each one is a message from the probe's thread).
+   */
   'probe:stage': { probeId: string; stage: Stage; tMs: number };
   /** A probe finished and its line is written. `done` counts skipped probes too (done/total is progress). */
   'probe:end': { result: ProbeResult; spec: PlannedProbe; done: number; total: number };
@@ -572,7 +576,8 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     safeEmit('probe:start', { spec, inFlight: inFlight.size });
     let p: Promise<ProbeResult>;
     try {
-      const po: RunProbeOptions = { signal: ctrl.signal, onStage: (e) => safeEmit('probe:stage', e) };
+      const po: RunProbeOptions = { signal: ctrl.signal };
+      if (emitter.listenerCount('probe:stage') > 0) po.onStage = (e) => safeEmit('probe:stage', e);
       if (capture) po.capture = capture;
       p = probeFn(spec, po);
     } catch (err) {
