@@ -104,6 +104,9 @@ export function openProbePool(opts: ProbePoolOptions): ProbePool {
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new RangeError(`workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${n}`);
   const entry = asUrl(opts.entry ?? new URL('./probe-worker.js', import.meta.url));
   const init: WorkerInit = { engine: asUrl(opts.engine ?? new URL('../probe/index.js', import.meta.url)).href };
+  // this process's Node flags, as a worker inherits them by default, less the one Node refuses in a worker with an
+  // entry file: --input-type (how the main script's own text is read, `node --input-type=module -e …`)
+  const execArgv = process.execArgv.filter((a, i, all) => !a.startsWith('--input-type') && all[i - 1] !== '--input-type');
   let nextId = 1;
   let closed = false;
   const slots: Slot[] = [];
@@ -170,12 +173,17 @@ export function openProbePool(opts: ProbePoolOptions): ProbePool {
   };
 
   for (let i = 0; i < n; i++) {
-    const worker = new Worker(entry, { workerData: init, env: SHARE_ENV });
+    const worker = new Worker(entry, { workerData: init, env: SHARE_ENV, execArgv });
     const slot: Slot = { n: i + 1, worker, pending: new Map() };
-    worker.unref();
     worker.on('message', (m: FromWorker) => onMessage(slot, m));
     worker.on('error', (err) => die(slot, `failed: ${err.message}`, err));
+    // a message that cannot be read belongs to no probe we can name: the worker is no longer trusted with any
+    worker.on('messageerror', (err) => {
+      die(slot, `sent a message that could not be read (${err.message})`, err);
+      void worker.terminate();
+    });
     worker.on('exit', (code) => die(slot, closed ? 'was stopped (the pool was closed)' : `exited (code ${code})`));
+    worker.unref(); // idle until its first probe; after the listeners (a 'message' listener refs the worker again)
     slots.push(slot);
   }
 
