@@ -665,10 +665,10 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     opts.signal?.removeEventListener('abort', onAbort);
     opts.abandonSignal?.removeEventListener('abort', onAbandon);
     clearTimers();
-    if (ownArrival) await arrival!.close();
-    writer.close();
     // after the settle window: a probe still in a worker is left behind, as in this thread, and ended with it
     await pool?.close();
+    if (ownArrival) await arrival!.close();
+    writer.close();
     if (ownCapture) await capture!.stop().catch(() => undefined);
   }
   if (fatal) throw fatal;
