@@ -6,7 +6,7 @@
  * cannot load TypeScript. Failures the real engine cannot be made to show on demand come from
  * test/helpers/worker-engine.mjs, which otherwise is the real engine.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -240,6 +240,21 @@ describe('runPlan with probes in worker threads', () => {
     await expect(p.probeFn(spec(srv.port))).rejects.toThrow(/the probe worker pool is closed/);
   });
 
+  it('an idle pool does not keep the process alive; one with a probe in flight does, until the result', async () => {
+    const script = `
+      const { openProbePool } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'dist/run/workers.js')).href)});
+      openProbePool({ workers: 2 }); // never closed, never used
+      const p = openProbePool({ workers: 1 }); // never closed
+      const r = await p.probeFn(${JSON.stringify(spec(srv.port, { probeId: 'alive-1' }))});
+      process.stdout.write(r.outcome);`;
+    const r = await new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, timeout: 60_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: (err as { signal?: string } | null)?.signal ?? null, stdout, stderr });
+      });
+    });
+    expect(r, r.stderr).toMatchObject({ code: 0, signal: null, stdout: 'delivered' });
+  });
+
   it('a run whose worker dies ends with its error, every probe that finished in the file (not hung)', async () => {
     const p = pool(1, FAKE_ENGINE);
     const out = join(dir, 'dies.jsonl');
@@ -295,6 +310,33 @@ describe('mxprobe run --workers (CLI)', () => {
     expect(new Set(lines.map((l) => l.key)).size).toBe(12);
     expect(new Set(lines.map((l) => l.localAddress))).toEqual(new Set(['127.0.0.1', '127.0.0.2']));
     expect(r.stdout).toContain('12 probes recorded: 12 delivered');
+  });
+
+  it('Ctrl-C with --workers: the probes in flight in the workers are ended and not recorded, exit 130, and "finish with" carries --workers', async () => {
+    const silent = await startRawServer(() => undefined); // never greets: every probe stays in flight
+    try {
+      writeFileSync(join(dir, 'silent.yaml'), profile(silent.port, 'timeouts: {command: 2m, stall: 1m, noReply: 1m}\n'));
+      const child = spawn(process.execPath, [BIN, 'run', 'silent.yaml', '--workers', '2', '--out', 'sig.jsonl'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      const started = new Promise<void>((resolve) =>
+        child.stderr.on('data', (d) => {
+          stderr += d;
+          if (/2 worker threads/.test(stderr)) resolve();
+        }),
+      );
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      await started;
+      child.kill('SIGINT');
+      const code = await exited;
+      expect(code, stderr).toBe(130);
+      expect(stdout).toMatch(/interrupted: 12 of 12 probes still to run; 4 probes in flight ended by the stop, not recorded/);
+      expect(stdout).toContain('finish with: mxprobe run silent.yaml --workers 2 --resume sig.jsonl');
+      expect(readLines(join(dir, 'sig.jsonl'))).toEqual([]);
+    } finally {
+      await silent.close();
+    }
   });
 
   it('--workers: bad values are refused (exit 2, nothing sent); auto and --help', async () => {
