@@ -144,7 +144,7 @@ export function openProbePool(opts: ProbePoolOptions): ProbePool {
         try {
           p.opts.onStage(m.e);
         } catch (err) {
-          // as in this thread, a throwing subscriber ends the probe: with its error, the worker told to stop
+          // a throwing subscriber ends the probe with its error (not lost in a message handler); the worker is told to stop it
           settle(slot, m.id)!.reject(err);
           post(slot, { type: 'abort', id: m.id });
         }
