@@ -27,6 +27,7 @@ export {
 export * from './profile/index.js';
 export type { Plan, Threshold } from './profile/plan.js';
 export * from './run/index.js';
+export { openProbePool, ProbeWorkerError, type ProbePool, type ProbePoolOptions } from './run/workers.js';
 export * from './analyze/index.js';
 export { readResults } from './analyze/io.js';
 export * from './sink/index.js';

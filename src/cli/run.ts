@@ -2,6 +2,7 @@
  * `mxprobe run PROFILE`: execute a profile's plan (paths × targets × sizes × repeat, interleaved), write one
  * JSONL line per probe as it finishes, show progress on stderr, and end with the table of cells.
  */
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { computeCells } from '../analyze/cells.js';
@@ -9,7 +10,7 @@ import { readResults } from '../analyze/io.js';
 import { evaluateThresholds } from '../analyze/verify.js';
 import type { Outcome, ProbeResult } from '../model.js';
 import { applyOverrides, loadProfile, ProfileError, type Plan, type PlanOverrides } from '../profile/index.js';
-import { createRunEmitter, newRunId, RunError, runPlan, slimResult, type RunSummary } from '../run/index.js';
+import { createRunEmitter, MAX_WORKERS, newRunId, RunError, runPlan, slimResult, type RunSummary } from '../run/index.js';
 import { formatMs, formatSizeExact, parseSize } from '../units.js';
 import { countBy } from '../analyze/text.js';
 import { median } from '../analyze/stats.js';
@@ -28,6 +29,8 @@ export interface RunFlags {
   append?: boolean;
   resume?: string;
   concurrency?: number;
+  /** Threads to run the probes in: a number, or `auto` (this machine's available parallelism). */
+  workers?: number | 'auto';
   repeat?: number;
   sizes?: number[];
   paths?: string[];
@@ -52,6 +55,20 @@ function listArg<T>(parse: (v: string) => T) {
       }
     });
   };
+}
+
+/** `--workers`: 1 … MAX_WORKERS, or `auto`. */
+export function workersArg(v: string): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new InvalidArgumentError(`expected a whole number from 1 to ${MAX_WORKERS}, or auto; got "${v}"`);
+  return n;
+}
+
+/** The threads `--workers` asks for: `auto` is this machine's available parallelism (os.availableParallelism). */
+export function resolveWorkers(w: number | 'auto' | undefined): number {
+  if (w === undefined) return 1;
+  return w === 'auto' ? Math.min(MAX_WORKERS, Math.max(1, availableParallelism())) : w;
 }
 
 const HELP_AFTER = `
@@ -79,6 +96,12 @@ A profile (YAML) in brief — see profiles/ for commented examples, \`mxprobe sc
 Probes of all cells are shuffled (seeded) and interleaved in time, so network drift is not mistaken for a
 difference between paths. Each finished probe is appended to the results file at once (default
 results/<runId>.jsonl): a crash loses only the probes in flight, and --resume runs the missing ones.
+
+--workers N runs the probes in N worker threads (never more than --concurrency), each with an engine of its own;
+scheduling, the results file and the progress stay in the main thread. It helps when the prober's one thread is
+the limit: many probes in flight (say 10 or more), the receiver on another machine. On one box with the receiver
+(a lab, smtp-sink on loopback) the threads take CPU from the receiver and it can be slower: measure with
+bench/workers.mjs. Default 1: every probe in the main thread; auto: one thread per core.
 
 Ctrl-C stops starting probes, gives those in flight 2 s to finish (a second Ctrl-C ends them at once),
 writes the summary so far and exits 130.
@@ -114,6 +137,7 @@ export function register(program: Command): void {
     .option('--append', 'with --out FILE that holds results already: add this run to it (default: refused)')
     .option('--resume <file>', 'continue the run recorded in FILE: same runId, skip recorded probes, append')
     .option('-c, --concurrency <n>', 'probes in flight at once (overrides the profile)', intArg(1))
+    .option('-w, --workers <n>', `threads to run the probes in: 1 (default, the main thread) to ${MAX_WORKERS}, or auto (one per core); helps when many probes are in flight and the receiver is elsewhere (see below)`, workersArg)
     .option('-r, --repeat <n>', 'probes per cell (overrides the profile)', intArg(1))
     .option('-s, --sizes <list>', 'message sizes, comma-separated: 1KiB,64KiB,1MiB (overrides the profile)', listArg(parseSize))
     .option('-p, --paths <list>', "only these paths, comma-separated by name (from the profile's paths)", listArg((s) => s))
@@ -186,6 +210,7 @@ export function resumeCommand(profile: string, f: RunFlags, out: string): string
   if (f.repeat !== undefined) args.push('--repeat', String(f.repeat));
   if (f.seed !== undefined) args.push('--seed', String(f.seed));
   if (f.concurrency !== undefined) args.push('--concurrency', String(f.concurrency));
+  if (f.workers !== undefined) args.push('--workers', String(f.workers));
   if (f.force) args.push('--force');
   if (f.transcript) args.push('--transcript');
   args.push('--resume', out);
@@ -252,7 +277,8 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
   emitter.on('run:start', (e) => {
     const shape = `${plural(e.paths.length, 'path')} x ${plural(e.targets.length, 'target')} x ${plural(e.sizes.length, 'size')} x ${e.repeat}`;
     const rate = e.ratePerTarget ? `, at most ${+e.ratePerTarget.toFixed(3)}/s per target` : '';
-    say(`run ${e.runId}: ${plural(e.total, 'probe')} (${shape}), concurrency ${e.concurrency}${rate} → ${e.out}`);
+    const threads = e.workers > 1 ? `, ${e.workers} worker threads` : '';
+    say(`run ${e.runId}: ${plural(e.total, 'probe')} (${shape}), concurrency ${e.concurrency}${threads}${rate} → ${e.out}`);
     if (e.resumed) say(`resuming: ${e.skipped} already recorded, ${e.pending} to go`);
   });
   // the summary needs every result: keep slim copies (the full ones are on their JSONL lines), so memory
@@ -302,6 +328,7 @@ export async function runCommand(profile: string, f: RunFlags): Promise<number> 
       signal: stop.signal,
       abandonSignal: abandon.signal,
       force: !!f.force, // real-target guard override: rate above 1/s, probes above SIZE (src/probe/guards.ts)
+      workers: resolveWorkers(f.workers),
     });
   } catch (err) {
     progress?.stop();

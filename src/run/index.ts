@@ -21,6 +21,8 @@ import { ResultsWriter, readResultsFile, type ResultsFile } from './jsonl.js';
 import { expandMxTargets, type ResolveMx } from './mx.js';
 import { guardPlan } from '../probe/guards.js'; // real-target safety rules (issue 9)
 import { parseProxyUrl } from '../probe/egress.js';
+import { MAX_WORKERS } from './worker-wire.js';
+import type { ProbePool } from './workers.js'; // loaded only for a run with workers: it loads the engine
 
 export { RunError, type RunErrorCode } from './errors.js';
 export {
@@ -38,6 +40,7 @@ export {
 export { ResultsWriter, readResultsFile, type ResultsFile } from './jsonl.js';
 export { expandMxTargets, type ResolveMx } from './mx.js';
 export { slimResult } from './slim.js';
+export { MAX_WORKERS } from './worker-wire.js';
 
 /** What the runner hands the probe engine (structurally the engine's `ProbeOptions`). */
 export interface RunProbeOptions {
@@ -64,6 +67,8 @@ export interface RunEvents {
     out: string;
     profileHash: string;
     concurrency: number;
+    /** Threads the probes run in: 1 = this thread; more = worker threads (`RunOptions.workers`). */
+    workers: number;
     ratePerTarget?: number;
     /** Labels of the targets (after `allMx` expansion), paths and sizes of the plan. */
     targets: string[];
@@ -74,6 +79,10 @@ export interface RunEvents {
     resumed: boolean;
   };
   'probe:start': { spec: PlannedProbe; inFlight: number };
+  /**
+   * A stage of a probe began. Heard for the probes started while someone listens: the engine is asked for its
+   * stages only then (with `workers`, each one is a message from the probe's thread).
+   */
   'probe:stage': { probeId: string; stage: Stage; tMs: number };
   /** A probe finished and its line is written. `done` counts skipped probes too (done/total is progress). */
   'probe:end': { result: ProbeResult; spec: PlannedProbe; done: number; total: number };
@@ -112,6 +121,14 @@ export interface RunOptions {
   settleMs?: number;
   /** The probe engine (default: `probe` from `src/probe`). */
   probeFn?: ProbeFn;
+  /**
+   * Threads the probes run in (default 1: this one). N > 1 spreads them over min(N, concurrency, probes to send)
+   * worker threads, each with an engine of its own (`openProbePool`, src/run/workers.ts), started after the checks
+   * and ended with the run; scheduling, the results file and the events stay here, in this thread. It helps when
+   * this thread is the limit (many probes in flight, the receiver elsewhere); on one box with the receiver it takes
+   * CPU from the receiver. Not with `probeFn` (give `openProbePool(…).probeFn` as `probeFn` instead).
+   */
+  workers?: number;
   /** Spec validation, called for every spec before anything is sent (default: `validateSpec` from `src/probe`). */
   validate?: ValidateFn;
   /** MX lookup for `allMx` targets (default: `dns.promises.resolveMx`). */
@@ -341,7 +358,12 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
   if (opts.force) for (const s of specs) s.force = true; // real-target guard override (guards.ts, `run --force`)
   const validate = opts.validate ?? (await loadEngine()).validateSpec;
   validateAll(specs, validate);
-  const probeFn = opts.probeFn ?? (await loadEngine()).probe;
+  const workers = opts.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    throw new RunError('EINPUT', `nothing sent: workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${workers}`);
+  }
+  if (workers > 1 && opts.probeFn) throw new TypeError('runPlan: workers > 1 runs the built-in engine in worker threads; with probeFn, give openProbePool(…).probeFn as probeFn instead');
+  let probeFn = opts.probeFn ?? (await loadEngine()).probe;
   if (opts.checkBind !== false) await checkLocalAddresses(plan.paths);
 
   const todo = specs.filter((s) => !recorded.has(s.key));
@@ -370,6 +392,7 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
   }
 
   const concurrency = Math.max(1, Math.floor(plan.concurrency || 1));
+  const threads = Math.max(1, Math.min(workers, concurrency, todo.length));
   const rate = plan.ratePerTarget !== undefined && plan.ratePerTarget > 0 && Number.isFinite(plan.ratePerTarget) ? plan.ratePerTarget : undefined;
   const intervalMs = rate ? 1000 / rate : 0;
 
@@ -381,6 +404,7 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     out: opts.out,
     profileHash: plan.profileHash,
     concurrency,
+    workers: threads,
     targets: [...new Set(specs.map((x) => x.targetLabel))],
     paths: plan.paths.map((x) => x.name),
     sizes: [...plan.sizes],
@@ -552,7 +576,8 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     safeEmit('probe:start', { spec, inFlight: inFlight.size });
     let p: Promise<ProbeResult>;
     try {
-      const po: RunProbeOptions = { signal: ctrl.signal, onStage: (e) => safeEmit('probe:stage', e) };
+      const po: RunProbeOptions = { signal: ctrl.signal };
+      if (emitter.listenerCount('probe:stage') > 0) po.onStage = (e) => safeEmit('probe:stage', e);
       if (capture) po.capture = capture;
       p = probeFn(spec, po);
     } catch (err) {
@@ -619,7 +644,12 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     stop('signal');
     endInFlight();
   };
+  let pool: ProbePool | undefined;
   try {
+    if (threads > 1) {
+      pool = (await import('./workers.js')).openProbePool({ workers: threads });
+      probeFn = pool.probeFn;
+    }
     safeEmit('run:start', startEvt);
     if (fatal) throw fatal;
     if (opts.signal?.aborted) onAbort();
@@ -635,6 +665,8 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     opts.signal?.removeEventListener('abort', onAbort);
     opts.abandonSignal?.removeEventListener('abort', onAbandon);
     clearTimers();
+    // after the settle window: a probe still in a worker is left behind, as in this thread, and ended with it
+    await pool?.close();
     if (ownArrival) await arrival!.close();
     writer.close();
     if (ownCapture) await capture!.stop().catch(() => undefined);

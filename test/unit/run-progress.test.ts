@@ -25,6 +25,7 @@ const start = (over: Partial<RunEvents['run:start']> = {}): RunEvents['run:start
   out: 'r.jsonl',
   profileHash: 'h',
   concurrency: 2,
+  workers: 1,
   targets: ['127.0.0.1:2525'],
   paths: ['direct', 'via-lb'],
   sizes: [1024],

@@ -67,6 +67,24 @@ describe('runPlan', () => {
     expect(lastEnd).toMatchObject({ done: 24, total: 24 });
   });
 
+  it('asks the engine for stages only while someone listens to probe:stage (with workers, each is a message)', async () => {
+    const asked: boolean[] = [];
+    const fake = fakeProbe();
+    const probeFn: typeof fake.fn = (s, o) => {
+      asked.push(typeof o?.onStage === 'function');
+      return fake.fn(s, o);
+    };
+    await runPlan(makePlan({ repeat: 1 }), { out: join(dir, 'quiet.jsonl'), probeFn });
+    expect(asked).toEqual([false, false, false, false, false, false]);
+    const ee = createRunEmitter();
+    let stages = 0;
+    ee.on('probe:stage', () => stages++);
+    asked.length = 0;
+    await runPlan(makePlan({ repeat: 1 }), { out: join(dir, 'heard.jsonl'), probeFn, emitter: ee });
+    expect(asked).toEqual([true, true, true, true, true, true]);
+    expect(stages).toBe(6);
+  });
+
   it('checks the output is writable before sending anything', async () => {
     writeFileSync(join(dir, 'afile'), 'x');
     const fake = fakeProbe();
