@@ -42,11 +42,15 @@ const result = await esbuild.build({
   // bundled, a node: builtin or an external package with a CommonJS entry
   supported: { 'dynamic-import': false },
   define: { 'import.meta.url': '__bundleUrl' },
-  banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  // strict, as the ES modules it is made from: the banner comes before esbuild's own "use strict", which is then
+  // no longer a directive
+  banner: { js: "'use strict';\nconst __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   write: false,
   logLevel: 'warning',
 });
-const code = result.outputFiles[0].text;
+// ASCII only, so that bin/mxprobe.js can read it as Latin-1 (half the time of UTF-8): esbuild escapes every other
+// character in code, and only comments kept their own; escaped there too (one UTF-16 unit at a time)
+const code = result.outputFiles[0].text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 // the id ties the code cache to this exact text: V8 itself checks only the source's length
 const id = createHash('sha256').update(code).digest('hex').slice(0, 16);
 // written whole, then renamed: a test process that runs the CLI meanwhile sees the old file or the new one
