@@ -39,6 +39,22 @@ function measureAll(cmds) {
   });
 }
 
+/**
+ * The floor: the same SMTP transaction (1 KiB) from a Node process that loads nothing but net, times nothing and
+ * prints nothing. What mxprobe adds on top of it is mxprobe's own start-up; below it is Node's.
+ */
+const FLOOR = `const s = require('node:net').connect(+process.argv[1], '127.0.0.1');
+const steps = ['EHLO floor', 'MAIL FROM:<a@mxprobe.test>', 'RCPT TO:<b@mxprobe.test>', 'DATA', 'Subject: x\\r\\n\\r\\n' + 'a'.repeat(1009) + '\\r\\n.', 'QUIT'];
+let buf = '';
+s.on('data', (d) => {
+  buf += d;
+  for (let i; (i = buf.indexOf('\\r\\n')) >= 0; buf = buf.slice(i + 2)) {
+    if (buf[3] === '-') continue;
+    const next = steps.shift();
+    if (next === undefined) s.end(); else s.write(next + '\\r\\n');
+  }
+});`;
+
 const sink = await startSmtpSink();
 if (!sink) {
   console.log('smtp-sink not installed (apt-get install postfix): no probe to time');
@@ -51,14 +67,17 @@ try {
     ['node -e 0', node, ['-e', '0']],
     ['mxprobe --version', node, [BIN, '--version']],
     ['mxprobe probe --size 1KiB', node, [BIN, ...probeArgs]],
+    ['node: net + 1 transaction', node, ['-e', FLOOR, String(sink.port)]],
   ];
   if (process.env.MXPROBE_BEFORE) cmds.push(['  (before: MXPROBE_BEFORE)', node, [process.env.MXPROBE_BEFORE, ...probeArgs]]);
   const swaks = which('swaks');
   if (swaks) cmds.push(['swaks (1 message)', swaks, ['--server', `127.0.0.1:${sink.port}`, '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test', '--silent', '2']]);
   else console.log('(swaks not installed: apt-get install swaks)');
+  // the bundle's code cache (bin/mxprobe.js): a rejected one would make these figures a slower mxprobe's
+  const check = spawnSync(node, [BIN, ...probeArgs], { encoding: 'utf8', env: { ...process.env, MXPROBE_CODE_CACHE: 'check' } });
   const rows = measureAll(cmds).map((m, i) => [cmds[i][0], m]);
   const base = rows[0][1].median;
-  console.log(`start-up, ${RUNS} runs each, against smtp-sink on 127.0.0.1 (node ${process.version}):`);
+  console.log(`start-up, ${RUNS} runs each, against smtp-sink on 127.0.0.1 (node ${process.version}; ${/code cache: \w+/.exec(check.stderr)?.[0] ?? 'code cache: ?'}):`);
   console.log(`  ${'command'.padEnd(28)} ${'median'.padStart(9)} ${'min'.padStart(9)} ${'× node -e 0'.padStart(12)} ${'peak RSS'.padStart(9)}`);
   for (const [name, m] of rows) {
     const rss = m.rss === undefined ? '' : `${fmt(m.rss, 0)} MiB`;

@@ -1,3 +1,50 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
-main(process.argv).then((code) => { process.exitCode = code; });
+// The executable: runs the built CLI, dist/bundle/mxprobe.cjs (scripts/bundle.mjs), nothing else.
+//
+// CommonJS (bin/package.json says so): an ES module entry costs Node its ESM loader before the first line runs.
+// The bundle runs as a vm.Script with the V8 code cache the build made for it, so that a one-off `mxprobe probe`
+// does not spend its start-up compiling our JavaScript (issue 16). A missing or rejected cache (another Node
+// version, other V8 flags) only makes the start slower: V8 then compiles the source as usual.
+//
+// MXPROBE_CODE_CACHE=write (the build) saves the cache after the command; =check tells on stderr whether V8 took it.
+'use strict';
+const { readFileSync, renameSync, writeFileSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname, join } = require('node:path');
+const { Script } = require('node:vm');
+
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  // the one command line that needs nothing else (main() answers it the same way)
+  process.stdout.write(`${require('../package.json').version}\n`);
+} else {
+  run();
+}
+
+function run() {
+  const file = join(__dirname, '..', 'dist', 'bundle', 'mxprobe.cjs');
+  const source = readFileSync(file, 'latin1'); // the bundle is ASCII (scripts/bundle.mjs): Latin-1 reads it faster than UTF-8
+  // the cache belongs to this exact text (the build names it by a hash of the text)
+  const cacheFile = join(dirname(file), `code-cache-${/^\/\/ mxprobe-bundle (\w+)/.exec(source)?.[1]}.bin`);
+  const mode = process.env.MXPROBE_CODE_CACHE;
+  let cachedData;
+  if (mode !== 'write') {
+    try {
+      cachedData = readFileSync(cacheFile);
+    } catch {
+      // no cache: compiled as usual
+    }
+  }
+  // CommonJS's own wrapper, on the first line so that line numbers in stacks are the file's
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData });
+  const mod = { exports: {} };
+  script.runInThisContext().call(mod.exports, mod.exports, createRequire(file), mod, file, dirname(file));
+  mod.exports.main(process.argv).then((code) => {
+    process.exitCode = code;
+    if (mode === 'write') {
+      writeFileSync(`${cacheFile}.tmp`, script.createCachedData());
+      renameSync(`${cacheFile}.tmp`, cacheFile);
+    }
+    if (mode === 'check') process.stderr.write(`code cache: ${!cachedData ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted'}\n`);
+  });
+}

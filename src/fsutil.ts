@@ -1,6 +1,5 @@
 /** Small filesystem helpers shared by the modules that write files. */
 import { createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 function missingAncestors(dir: string, exists: (p: string) => boolean): string[] {
@@ -27,6 +26,7 @@ export function mkdirpSync(dir: string): void {
 }
 
 export async function mkdirp(dir: string): Promise<void> {
+  const { mkdir, stat } = await import('node:fs/promises'); // when needed: a one-off probe never does (issue 16)
   const levels: string[] = [];
   let p = resolve(dir);
   for (;;) {

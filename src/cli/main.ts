@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { CliError, EXIT } from './exit.js';
 import { UnitError } from '../units.js';
 import { ProfileError } from '../profile/errors.js';
@@ -32,14 +32,17 @@ export function commandsFor(args: readonly string[]): string[] {
   return Object.keys(COMMANDS);
 }
 
-const require = createRequire(import.meta.url);
-const pkg = require('../../package.json') as { version: string };
+let version: string | undefined;
+/** package.json's version, read once; not through require(), whose first file look-up took 1 ms of start-up (issue 16). */
+function pkgVersion(): string {
+  return (version ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
+}
 
 /** The commander program with the given commands registered (default: all, in the order of `mxprobe --help`). */
 export async function buildProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const { Command } = await import('commander');
   const program = new Command('mxprobe')
-    .version(pkg.version, '-V, --version')
+    .version(pkgVersion(), '-V, --version')
     .description(
       'Synthetic SMTP delivery prober: sends size-graded test messages over chosen egress paths, times every ' +
         'stage, notices stalls within seconds, attaches TCP evidence, and names the path and size that stall.',
@@ -84,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
   // the one command line that needs nothing else: answered before commander is even loaded (bench/startup.mjs)
   if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
-    process.stdout.write(`${pkg.version}\n`);
+    process.stdout.write(`${pkgVersion()}\n`);
     return EXIT.OK;
   }
   const { CommanderError } = await import('commander');

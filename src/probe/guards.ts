@@ -20,7 +20,6 @@
  * Pure functions, except `classifyTargets` (DNS lookups) and `messageFileIdentifies` (reads a file head).
  */
 import dns from 'node:dns';
-import { open } from 'node:fs/promises';
 import net from 'node:net';
 import type { PathSpec, ProbeSpec, TargetSpec } from '../model.js';
 
@@ -212,6 +211,7 @@ export function realTargetPolicy(o: { targets: readonly TargetClass[]; ratePerTa
  * receiver can tell the replayed message is a test (read: the first 64 KiB, up to the first blank line).
  */
 export async function messageFileIdentifies(file: string): Promise<boolean> {
+  const { open } = await import('node:fs/promises'); // when needed: only a --message file is read (issue 16)
   const fh = await open(file, 'r');
   try {
     const buf = Buffer.alloc(64 * 1024);

@@ -16,7 +16,6 @@
  *     76-character lines; or, for sizes too small for the multipart skeleton, a text/plain body with filler lines.
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { mulberry32 } from '../prng.js';
 import type { MessageInfo } from '../model.js';
 
@@ -413,6 +412,7 @@ class WireTransform {
 
 /** A message read from an .eml file, streamed (two passes: one to size it, one to send it). */
 export async function fileMessage(file: string): Promise<MessageSource> {
+  const { stat } = await import('node:fs/promises'); // when needed: a generated message does not (issue 16)
   let st;
   try {
     st = await stat(file);

@@ -17,12 +17,18 @@ function newest(dir: string): number {
   return t;
 }
 
-/** Build once per test process when src/ is newer than dist/ (npm test builds first anyway). */
+/**
+ * Build once per test process when src/ is newer than dist/ (npm test builds first anyway): tsc's dist/ and the
+ * bundled CLI that bin/mxprobe.js runs (scripts/bundle.mjs).
+ */
 export function ensureBuilt(): void {
-  const marker = join(ROOT, 'dist', 'cli', 'main.js');
-  if (existsSync(marker) && statSync(marker).mtimeMs >= newest(join(ROOT, 'src'))) return;
-  const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
+  const built = [join(ROOT, 'dist', 'cli', 'main.js'), join(ROOT, 'dist', 'bundle', 'mxprobe.cjs')];
+  const src = Math.max(newest(join(ROOT, 'src')), statSync(join(ROOT, 'scripts', 'bundle.mjs')).mtimeMs, statSync(BIN).mtimeMs);
+  if (built.every((f) => existsSync(f) && statSync(f).mtimeMs >= src)) return;
+  for (const [cmd, args] of [['npx', ['tsc', '-p', 'tsconfig.build.json']], [process.execPath, ['scripts/bundle.mjs']]] as const) {
+    const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
+  }
 }
 
 export interface CliRun { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }

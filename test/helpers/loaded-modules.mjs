@@ -1,6 +1,9 @@
 // `node --import ./test/helpers/loaded-modules.mjs …`: prints `loaded <url>` on stderr for every file module the
-// process resolves (ESM resolve hook), so a test can tell which modules a command loads.
+// process loads, so a test can tell which modules a command loads: ES modules as they are resolved (an ESM resolve
+// hook), CommonJS ones (the bundled CLI's require() of a package, a package's own files) as they are loaded.
 import { register } from 'node:module';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 
 register(
   'data:text/javascript,' +
@@ -11,3 +14,11 @@ export async function resolve(specifier, context, next) {
   return r;
 }`),
 );
+
+// Module.prototype.load runs once per CommonJS file (the entry included), whoever required it
+const Module = createRequire(import.meta.url)('node:module');
+const load = Module.prototype.load;
+Module.prototype.load = function (filename) {
+  process.stderr.write(`loaded ${pathToFileURL(filename).href}\n`);
+  return load.call(this, filename);
+};
