@@ -102,7 +102,9 @@ function asUrl(u: string | URL): URL {
 export function openProbePool(opts: ProbePoolOptions): ProbePool {
   const n = opts.workers;
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new RangeError(`workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${n}`);
-  const entry = asUrl(opts.entry ?? new URL('./probe-worker.js', import.meta.url));
+  // '../run/': the same file from dist/run/workers.js (tsc) and from dist/bundle/mxprobe.cjs (the CLI's bundle,
+  // scripts/bundle.mjs, two levels below the package root too): the worker entry is not in the bundle
+  const entry = asUrl(opts.entry ?? new URL('../run/probe-worker.js', import.meta.url));
   const init: WorkerInit = { engine: asUrl(opts.engine ?? new URL('../probe/index.js', import.meta.url)).href };
   // this process's Node flags, as a worker inherits them by default, less the one Node refuses in a worker with an
   // entry file: --input-type (how the main script's own text is read, `node --input-type=module -e …`)
