@@ -36,14 +36,24 @@ function run() {
     }
   }
   // CommonJS's own wrapper, on the first line so that line numbers in stacks are the file's
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData });
+  // The script's name in stacks: fixed, not this file's path. With a code cache V8 keeps the name the cache was made
+  // under (nodejs/node#38134), which would be the build machine's checkout; a fixed name reads the same everywhere.
+  // (__filename and __dirname below are the real ones: paths are computed from them.)
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: 'mxprobe/dist/bundle/mxprobe.cjs', cachedData });
   const mod = { exports: {} };
   script.runInThisContext().call(mod.exports, mod.exports, createRequire(file), mod, file, dirname(file));
   mod.exports.main(process.argv).then((code) => {
     process.exitCode = code;
     if (mode === 'write') {
-      writeFileSync(`${cacheFile}.tmp`, script.createCachedData());
-      renameSync(`${cacheFile}.tmp`, cacheFile);
+      // a name of this process's own, then renamed: two writers at once each leave a whole file
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      try {
+        writeFileSync(tmp, script.createCachedData());
+        renameSync(tmp, cacheFile);
+      } catch (err) {
+        // the command's own exit code stands; without a cache the CLI only starts slower
+        process.stderr.write(`mxprobe: code cache not written (${err.code ?? err.message}): ${cacheFile}\n`);
+      }
     }
     if (mode === 'check') process.stderr.write(`code cache: ${!cachedData ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted'}\n`);
   });

@@ -54,8 +54,8 @@ const code = result.outputFiles[0].text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.
 // the id ties the code cache to this exact text: V8 itself checks only the source's length
 const id = createHash('sha256').update(code).digest('hex').slice(0, 16);
 // written whole, then renamed: a test process that runs the CLI meanwhile sees the old file or the new one
-writeFileSync(`${OUT}.tmp`, `// mxprobe-bundle ${id} (scripts/bundle.mjs)\n${code}`);
-renameSync(`${OUT}.tmp`, OUT);
+writeFileSync(`${OUT}.${process.pid}.tmp`, `// mxprobe-bundle ${id} (scripts/bundle.mjs)\n${code}`);
+renameSync(`${OUT}.${process.pid}.tmp`, OUT);
 for (const f of readdirSync(OUT_DIR)) if (/^code-cache-\w+\.bin$/.test(f) && f !== `code-cache-${id}.bin`) rmSync(join(OUT_DIR, f));
 
 /**
@@ -66,7 +66,11 @@ async function writeCodeCache() {
   const server = net.createServer(minimalSmtpSession);
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const args = ['probe', '--host', '127.0.0.1', '--port', String(server.address().port), '--tls', 'none', '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test', '--size', '1KiB'];
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mxprobe.js'), ...args], { env: { ...process.env, MXPROBE_CODE_CACHE: 'write' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // without NODE_OPTIONS: V8 rejects a cache made under other V8 flags (--max-old-space-size…), and the user's
+  // `mxprobe` runs without the build's flags
+  const env = { ...process.env, MXPROBE_CODE_CACHE: 'write' };
+  delete env.NODE_OPTIONS;
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mxprobe.js'), ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const status = await new Promise((resolve) => child.on('close', resolve));

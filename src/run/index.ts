@@ -561,7 +561,7 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
     fail(
       code === 'EINPUT'
         ? new RunError('EINPUT', `probe ${spec.probeId} (${describeSpec(spec)}): ${msg}`, { cause: err })
-        : code === 'EENV'
+        : code === 'EENV' || code === 'EWORKER' // a worker thread that died: the machine, not the network
           ? new RunError('EENV', `probe ${spec.probeId} (${describeSpec(spec)}): ${msg}`, { cause: err })
           : err instanceof Error
           ? err

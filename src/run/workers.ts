@@ -108,7 +108,10 @@ export function openProbePool(opts: ProbePoolOptions): ProbePool {
   const init: WorkerInit = { engine: asUrl(opts.engine ?? new URL('../probe/index.js', import.meta.url)).href };
   // this process's Node flags, as a worker inherits them by default, less the one Node refuses in a worker with an
   // entry file: --input-type (how the main script's own text is read, `node --input-type=module -e …`)
-  const execArgv = process.execArgv.filter((a, i, all) => !a.startsWith('--input-type') && all[i - 1] !== '--input-type');
+  // Given only when that flag is there: Node accepts V8 and process-wide flags (--max-old-space-size, --stack-size,
+  // --expose-gc…) when a worker inherits them, but refuses the same flags passed as `execArgv` (ERR_WORKER_INVALID_EXEC_ARGV)
+  const inputType = process.execArgv.some((a) => a.startsWith('--input-type'));
+  const execArgv = inputType ? process.execArgv.filter((a, i, all) => !a.startsWith('--input-type') && all[i - 1] !== '--input-type') : undefined;
   let nextId = 1;
   let closed = false;
   const slots: Slot[] = [];
@@ -175,7 +178,7 @@ export function openProbePool(opts: ProbePoolOptions): ProbePool {
   };
 
   for (let i = 0; i < n; i++) {
-    const worker = new Worker(entry, { workerData: init, env: SHARE_ENV, execArgv });
+    const worker = new Worker(entry, { workerData: init, env: SHARE_ENV, ...(execArgv ? { execArgv } : {}) });
     const slot: Slot = { n: i + 1, worker, pending: new Map() };
     worker.on('message', (m: FromWorker) => onMessage(slot, m));
     worker.on('error', (err) => die(slot, `failed: ${err.message}`, err));
