@@ -102,15 +102,19 @@ export async function loadEngine(dist, prefix = 'b') {
   const { join } = await import('node:path');
   const { probe } = await import(pathToFileURL(join(dist, 'probe/index.js')).href);
   const { DEFAULT_TIMEOUTS } = await import(pathToFileURL(join(dist, 'model.js')).href);
-  return (port, i) =>
-    probe({
-      probeId: `${prefix}-${i}`,
-      target: { host: '127.0.0.1', port, tls: 'none' },
-      path: { name: 'direct' },
-      sizeBytes: 1024,
-      seed: 1,
-      envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-      timeouts: { ...DEFAULT_TIMEOUTS },
-      tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
-    });
+  return (port, i) => probe(benchSpec(port, `${prefix}-${i}`, 'direct', DEFAULT_TIMEOUTS));
+}
+
+/** The benches' probe: 1 KiB, plain, to 127.0.0.1:port, the given (default) timeouts, no end-of-probe snapshot. */
+export function benchSpec(port, probeId, pathName, timeouts) {
+  return {
+    probeId,
+    target: { host: '127.0.0.1', port, tls: 'none' },
+    path: { name: pathName },
+    sizeBytes: 1024,
+    seed: 1,
+    envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
+    timeouts: { ...timeouts },
+    tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
+  };
 }

@@ -14,7 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { fmt, startSmtpSink } from './_util.mjs';
+import { benchSpec, fmt, startSmtpSink } from './_util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DIST = resolve(here, '../dist');
@@ -61,16 +61,7 @@ function startRelayChild(sinkPort) {
   return new Promise((res) => child.stdout.once('data', (d) => res({ port: Number(String(d).trim()), loopDelay, stop: () => child.kill('SIGKILL') })));
 }
 
-const spec = (port, i) => ({
-  probeId: `f-${i}`,
-  target: { host: '127.0.0.1', port, tls: 'none' },
-  path: { name: 'relay-delay' },
-  sizeBytes: 1024,
-  seed: 1,
-  envelope: { from: 'probe@mxprobe.test', to: ['sink@mxprobe.test'] },
-  timeouts: { ...DEFAULT_TIMEOUTS },
-  tcpSnapshotMinBytes: Number.MAX_SAFE_INTEGER,
-});
+const spec = (port, i) => benchSpec(port, `f-${i}`, 'relay-delay', DEFAULT_TIMEOUTS);
 
 const fds = () => readdirSync('/proc/self/fd').length;
 const quantile = (xs, q) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] : NaN);

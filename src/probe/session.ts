@@ -194,6 +194,8 @@ class BodyWriter {
   /** Pieces written whose callback has not come yet, and who waits for the last of them. */
   private outstanding = 0;
   private idle: (() => void) | undefined;
+  /** Index in `pending` of the final dot (not counted as body), or -1. */
+  private dotAt = -1;
 
   constructor(
     private readonly sock: net.Socket,
@@ -209,8 +211,6 @@ class BodyWriter {
     this.pendingLen += piece.length;
     return this.pendingLen >= CHUNK_BYTES ? this.flush() : undefined;
   }
-
-  private dotAt = -1;
 
   /** Write what is queued (one writev when more than one piece); a promise when the socket needs to drain. */
   flush(): Promise<void> | undefined {
