@@ -3,6 +3,8 @@
 //
 //   npm run build && node bench/fidelity.mjs                (root or CAP_NET_RAW for tcpdump; apt-get install postfix)
 //   MXPROBE_BASELINE_DIST=/path/to/old/dist node bench/fidelity.mjs      the same for an earlier build, same capture
+//   FIDELITY_CLI=1 node bench/fidelity.mjs     also FRESH one-off `mxprobe probe --json` runs of bin/mxprobe.js (the
+//                                              bundle with its code cache: what a user's first probe is)
 //
 // Probes run in fresh processes: FRESH processes of one probe each (the first probe of a process, where warm-up
 // used to land inside `connect`), and one process of MANY probes. Printed per stage: p50 / p99 / max of
@@ -30,6 +32,14 @@ async function child(dist, port, count) {
     const r = await probe(port, i);
     process.stdout.write(`${JSON.stringify({ i, outcome: r.outcome, localPort: r.localPort, startedAt: r.startedAt, stages: r.stages })}\n`);
   }
+}
+
+/** One `mxprobe probe --json` of the shipped CLI (bin/mxprobe.js): the first probe of its process. */
+function runCli(bin, port) {
+  const args = ['probe', '--host', '127.0.0.1', '--port', String(port), '--tls', 'none', '--from', 'a@mxprobe.test', '--to', 'b@mxprobe.test', '--size', '1KiB', '--json'];
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+  const j = JSON.parse(r.stdout);
+  return [{ outcome: j.outcome, localPort: j.localPort, startedAt: j.startedAt, stages: j.stages }];
 }
 
 function runChild(dist, port, count) {
@@ -84,10 +94,14 @@ if (!sink || !which('tcpdump')) {
 const dir = mkdtempSync(join(tmpdir(), 'fidelity-'));
 try {
   const builds = [['this build', CURRENT], ...(BASELINE ? [['baseline', BASELINE]] : [])];
+  const cli = process.env.FIDELITY_CLI ? { label: 'this build, `mxprobe probe` (bin/mxprobe.js)', fresh: [] } : undefined;
   const file = join(dir, 'lo.pcap');
   const stop = await startCapture(file, sink.port);
   const runs = builds.map(([label]) => ({ label, fresh: [], many: [] }));
-  for (let k = 0; k < FRESH; k++) builds.forEach(([, dist], j) => runs[j].fresh.push(...runChild(dist, sink.port, 1)));
+  for (let k = 0; k < FRESH; k++) {
+    builds.forEach(([, dist], j) => runs[j].fresh.push(...runChild(dist, sink.port, 1)));
+    cli?.fresh.push(...runCli(resolve(here, '../bin/mxprobe.js'), sink.port));
+  }
   builds.forEach(([, dist], j) => (runs[j].many = runChild(dist, sink.port, MANY)));
   await new Promise((r) => setTimeout(r, 300));
   await stop();
@@ -98,6 +112,7 @@ try {
     table(`${r.label}: ${MANY} probes in one process`, differences(r.many, conns));
     console.log('');
   }
+  if (cli) table(`${cli.label}: ${FRESH} one-off probes`, differences(cli.fresh, conns));
 } finally {
   sink.stop();
   rmSync(dir, { recursive: true, force: true });

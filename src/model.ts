@@ -2,7 +2,7 @@
  * The vocabulary of DESIGN.md as types. Every module speaks these; nothing here does I/O.
  *
  * Conventions: units in names (`Ms`, `Bytes`); a stage that never ran is absent from `stages`, never 0;
- * wall-clock time appears once per probe (`startedAt`, ISO 8601), everything else is `performance.now()` based.
+ * wall-clock time appears once per probe (`startedAt`, ISO 8601), everything else is monotonic (`clockMs()`, src/clock.ts).
  */
 
 export const STAGES = [
@@ -235,7 +235,7 @@ export interface TcpSnapshot {
    * when the message ended (`end`), when the client went silent (`silent`).
    */
   at: 'watch' | 'stall' | 'timeout' | 'end' | 'data' | 'silent';
-  /** ms since the probe started (performance.now based). */
+  /** ms since the probe started (monotonic: clockMs). */
   tMs: number;
   state?: string;
   bytesSent?: number;

@@ -1,15 +1,15 @@
 /** An arrival as a results-file line and as a sentence. Pure. */
-import { performance } from 'node:perf_hooks';
 import type { Arrival, ArrivalRecord, ProbeResult } from '../model.js';
 import { formatMs, groupDigits } from '../units.js';
+import { clockMs } from '../clock.js';
 
 /** The line that joins `arrival` to its probe's own line by probe id. */
 export function arrivalLine(r: Pick<ProbeResult, 'probeId' | 'runId'>, arrival: Arrival): ArrivalRecord {
   return { record: 'arrival', probeId: r.probeId, ...(r.runId ? { runId: r.runId } : {}), arrival };
 }
 
-/** performance.now() of a just-finished probe's final 2xx reply: its end, less the QUIT that followed. */
-export function acceptedAtOf(r: Pick<ProbeResult, 'stages'>, now = performance.now()): number {
+/** clockMs() of a just-finished probe's final 2xx reply: its end, less the QUIT that followed. */
+export function acceptedAtOf(r: Pick<ProbeResult, 'stages'>, now = clockMs()): number {
   return now - (r.stages.quit ?? 0);
 }
 

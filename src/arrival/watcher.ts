@@ -9,7 +9,6 @@
  * by the sink's parser, error texts are cut short and scrubbed of every form of the password before they reach a
  * reason. The password is read from the environment once and never kept in anything that is recorded.
  */
-import { performance } from 'node:perf_hooks';
 import { ImapFlow } from 'imapflow';
 import type { Arrival, ArrivalSpec } from '../model.js';
 import { findMxprobeHeader } from '../sink/verify.js';
@@ -17,6 +16,7 @@ import { forTerminal, scrubSecrets, secretForms } from '../text.js';
 import { formatDuration } from '../units.js';
 import { inspectArrived, type Sent } from './inspect.js';
 import { ArrivalInputError, formatImapEndpoint, parseImapUrl, type ImapEndpoint } from './url.js';
+import { clockMs } from '../clock.js';
 
 /** The IMAP server cannot be used: unreachable, TLS failed, or the login was refused (exit 3). */
 export class ArrivalEnvError extends Error {
@@ -24,7 +24,7 @@ export class ArrivalEnvError extends Error {
   readonly code = 'EENV';
 }
 
-/** A probe that was accepted and is looked for. `acceptedAt`: performance.now() of its final 2xx reply. */
+/** A probe that was accepted and is looked for. `acceptedAt`: clockMs() of its final 2xx reply. */
 export interface Expected extends Sent {
   acceptedAt: number;
 }
@@ -65,7 +65,7 @@ function say(err: unknown, forms: readonly string[]): string {
 
 /** Look-up result once a pending probe's message is found. */
 async function check(client: ImapFlow, uid: number, size: number, exp: Expected, folder: string, del: boolean): Promise<Arrival> {
-  const latencyMs = performance.now() - exp.acceptedAt;
+  const latencyMs = clockMs() - exp.acceptedAt;
   const maxLength = exp.sizeBytes + ADDED_HEADERS_MAX;
   const msg = size > maxLength ? undefined : await client.fetchOne(String(uid), { source: true }, { uid: true });
   const source = msg && msg.source ? msg.source : Buffer.alloc(0);
@@ -176,7 +176,7 @@ export class ArrivalWatcher {
   }
 
   private expire(): void {
-    const now = performance.now();
+    const now = clockMs();
     for (const [id, p] of this.pending) {
       if (now - p.exp.acceptedAt < this.spec.withinMs) continue;
       this.pending.delete(id);

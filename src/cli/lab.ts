@@ -4,7 +4,6 @@
  * that dropped DATA segments; `freeze-after=64KiB` is the window-scaling stall.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { performance } from 'node:perf_hooks';
 import {
   type ConnectionReport,
   type Direction,
@@ -22,6 +21,7 @@ import { formatMs, formatSize, parseSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
 import { setExitCode } from './main.js';
 import { durationArg, parseHostPort } from './options.js';
+import { clockMs } from '../clock.js';
 
 interface RelayFlags {
   listen: { host: string; port: number };
@@ -152,7 +152,7 @@ export function register(program: Command): void {
 async function runRelay(flags: RelayFlags): Promise<void> {
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   const emit = (obj: Record<string, unknown>): void => out(JSON.stringify(obj));
-  const t0 = performance.now();
+  const t0 = clockMs();
 
   let relay: Relay;
   try {
@@ -202,7 +202,7 @@ async function runRelay(flags: RelayFlags): Promise<void> {
 
   await relay.close();
   const s = relay.stats();
-  const elapsed = performance.now() - t0;
+  const elapsed = clockMs() - t0;
   if (flags.json) {
     emit({ event: 'closed', signal, durationMs: elapsed, ...s });
   } else {

@@ -8,6 +8,7 @@ import { redactProxy, type ProbeOptions } from '../probe/index.js';
 import { targetLabel } from '../probe/session.js';
 import { formatTranscript } from '../probe/transcript.js';
 import { formatMs, formatSize, groupDigits } from '../units.js';
+import { clockMs } from '../clock.js';
 
 interface Head { probeId: string; target: string; path: string; proxy?: string; sizeBytes: number }
 
@@ -87,9 +88,9 @@ type Writable = { write: (s: string) => unknown };
 export function liveProbePrinter(spec: ProbeSpec, o: { out: Writable; ticker?: Writable; transcript: boolean }) {
   o.out.write(headLine({ probeId: spec.probeId, target: targetLabel(spec.target), path: spec.path.name, sizeBytes: spec.sizeBytes, ...(spec.path.proxy ? { proxy: redactProxy(spec.path.proxy) } : {}) }));
   let stage = '';
-  let since = performance.now();
+  let since = clockMs();
   const clear = () => o.ticker?.write('\r\x1b[K');
-  const timer = o.ticker ? setInterval(() => o.ticker!.write(`\r\x1b[K  … ${stage.padEnd(9)} ${formatMs(performance.now() - since)}`), 200) : undefined;
+  const timer = o.ticker ? setInterval(() => o.ticker!.write(`\r\x1b[K  … ${stage.padEnd(9)} ${formatMs(clockMs() - since)}`), 200) : undefined;
   timer?.unref();
   const print = (s: string) => {
     clear();
@@ -98,7 +99,7 @@ export function liveProbePrinter(spec: ProbeSpec, o: { out: Writable; ticker?: W
   const hooks: Pick<ProbeOptions, 'onStage' | 'onStageEnd' | 'onTranscript'> = {
     onStage: (e) => {
       stage = e.stage;
-      since = performance.now();
+      since = clockMs();
     },
     onStageEnd: (e) => print(stageLine(e.stage, e.ms)),
   };

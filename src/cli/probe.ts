@@ -1,5 +1,5 @@
-import dns from 'node:dns';
 import net from 'node:net';
+import { dns } from '../probe/endpoints.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_TIMEOUTS, QUIT_POINTS, type ProbeResult, type ProbeSpec, type QuitPoint, type Timeouts } from '../model.js';
 import { probe, validateSpec, AbortError, ProbeEnvError, ProbeInputError, type ProbeOptions } from '../probe/index.js';
@@ -315,7 +315,7 @@ async function preflight(spec: ProbeSpec, message: MessageSource | undefined, fo
   const host = spec.path.relay?.host ?? spec.target.host;
   if (host && !net.isIP(host) && !spec.path.proxy) {
     try {
-      await dns.promises.lookup(host);
+      await dns().promises.lookup(host);
     } catch (e) {
       throw new CliError(`cannot resolve host "${host}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, EXIT.USAGE);
     }

@@ -6,10 +6,10 @@
  *     `probe 12/120 via-lb 64KiB stalled@body 1.52s`
  */
 import type { Writable } from 'node:stream';
-import { performance } from 'node:perf_hooks';
 import type { Outcome, ProbeResult } from '../model.js';
 import type { RunEmitter, RunEvents } from '../run/index.js';
 import { formatMs, formatSize } from '../units.js';
+import { clockMs } from '../clock.js';
 
 export interface ProgressOptions {
   stream: Writable & { isTTY?: boolean; columns?: number };
@@ -69,7 +69,7 @@ export function attachProgress(emitter: RunEmitter, opts: ProgressOptions): Prog
   let total = 0;
   let done = 0;
   let sessionStartDone = 0;
-  let t0 = performance.now();
+  let t0 = clockMs();
   let manyTargets = false;
   let inFlight = 0;
   const counts: Partial<Record<Outcome, number>> = {};
@@ -87,10 +87,10 @@ export function attachProgress(emitter: RunEmitter, opts: ProgressOptions): Prog
   };
   const draw = (): void => {
     if (stopped || !tty) return;
-    lastDraw = performance.now();
+    lastDraw = clockMs();
     const doneHere = done - sessionStartDone;
     const left = total - done;
-    const elapsed = performance.now() - t0;
+    const elapsed = clockMs() - t0;
     const etaMs = doneHere > 0 && left > 0 ? (elapsed / doneHere) * left : left === 0 ? 0 : undefined;
     let text = renderBar({ done, total, counts, inFlight, ...(etaMs === undefined ? {} : { etaMs }) });
     const cols = out.columns ?? 0;
@@ -100,7 +100,7 @@ export function attachProgress(emitter: RunEmitter, opts: ProgressOptions): Prog
   };
   const schedule = (): void => {
     if (!tty || stopped || pending) return;
-    const wait = Math.max(0, redrawMs - (performance.now() - lastDraw));
+    const wait = Math.max(0, redrawMs - (clockMs() - lastDraw));
     pending = setTimeout(() => {
       pending = undefined;
       draw();
@@ -122,7 +122,7 @@ export function attachProgress(emitter: RunEmitter, opts: ProgressOptions): Prog
     done = e.skipped;
     sessionStartDone = e.skipped;
     manyTargets = e.targets.length > 1;
-    t0 = performance.now();
+    t0 = clockMs();
     schedule();
   };
   const onProbeStart = (): void => {

@@ -12,6 +12,7 @@ import type { Plan } from '../profile/plan.js';
 import { runPlan, newRunId } from '../run/index.js';
 import { joinSink, startSink, type Sink, type SinkRecord } from '../sink/index.js';
 import { formatFault, parseFault, startRelay, type FaultSpec, type Relay } from './relay.js';
+import { clockMs } from '../clock.js';
 
 export interface DemoOptions {
   /** Fault on the via-lb path, client → server. Default `blackhole-after=64KiB` (incident 1). */
@@ -50,7 +51,7 @@ export interface DemoResult {
 export const DEFAULT_DEMO_FAULT = 'blackhole-after=64KiB';
 
 export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
-  const t0 = performance.now();
+  const t0 = clockMs();
   const fault = o.fault ?? parseFault(DEFAULT_DEMO_FAULT);
   let sink: Sink | undefined;
   let relay: Relay | undefined;
@@ -107,7 +108,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       analysis: compare(joined),
       interrupted: summary.interrupted,
       sinkGreetingDelayMs: sink.greetingDelayMs,
-      wallMs: performance.now() - t0,
+      wallMs: clockMs() - t0,
     };
   } finally {
     await relay?.close();

@@ -13,8 +13,8 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { type FaultSpec, formatFault } from './fault.js';
+import { clockMs } from '../clock.js';
 
 export { type FaultSpec, type FaultKind, type LimitFaultKind, FAULT_FORMS, LIMIT_FAULTS, faultFormsText, formatFault, parseFault } from './fault.js';
 
@@ -178,7 +178,7 @@ function validateFault(f: FaultSpec, label: string): FaultSpec {
 class Pipe {
   readonly report: DirectionReport;
   private queue: Buffer[] = [];
-  /** delay: when each queued chunk may go (performance.now() ms). */
+  /** delay: when each queued chunk may go (clockMs() ms). */
   private due: number[] = [];
   private queuedBytes = 0;
   /** Bytes admitted towards a `*-after` limit. */
@@ -218,7 +218,7 @@ class Pipe {
     this.report = { fault, forwardedBytes: 0, droppedBytes: 0, heldBytes: 0 };
     this.burst = fault.kind === 'throttle' ? Math.max(1, Math.ceil(fault.bytesPerSec / 20)) : 0;
     this.tokens = this.burst;
-    this.lastRefill = performance.now();
+    this.lastRefill = clockMs();
   }
 
   start(): void {
@@ -280,7 +280,7 @@ class Pipe {
   private enqueue(chunk: Buffer): void {
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
-    if (this.fault.kind === 'delay') this.due.push(performance.now() + this.fault.ms);
+    if (this.fault.kind === 'delay') this.due.push(clockMs() + this.fault.ms);
   }
 
   /** A `*-after` limit was reached; `rest` is what was read past it. */
@@ -324,7 +324,7 @@ class Pipe {
     // peer gives up), but not after a reset/close fault has taken over.
     if (this.srcEnded) return;
     this.srcEnded = true;
-    this.endDue = this.fault.kind === 'delay' ? performance.now() + this.fault.ms : 0;
+    this.endDue = this.fault.kind === 'delay' ? clockMs() + this.fault.ms : 0;
     this.pump();
   }
 
@@ -401,7 +401,7 @@ class Pipe {
       }
       let chunk = this.queue[0]!;
       if (f.kind === 'delay') {
-        const wait = this.due[0]! - performance.now();
+        const wait = this.due[0]! - clockMs();
         if (wait > 0) {
           this.schedule(wait);
           break;
@@ -409,7 +409,7 @@ class Pipe {
         this.due.shift();
         this.queue.shift();
       } else if (f.kind === 'throttle') {
-        const now = performance.now();
+        const now = clockMs();
         this.tokens = Math.min(this.burst, this.tokens + ((now - this.lastRefill) * f.bytesPerSec) / 1000);
         this.lastRefill = now;
         const need = Math.min(chunk.length, this.burst);
@@ -438,7 +438,7 @@ class Pipe {
           return;
         }
       } else if (this.srcEnded && !this.dstEnded && (this.finishing || !this.triggered || this.fault.kind === 'blackhole-after' || this.fault.kind === 'cut-after')) {
-        const wait = this.endDue - performance.now();
+        const wait = this.endDue - clockMs();
         if (wait > 0) {
           this.schedule(wait);
         } else {
@@ -487,7 +487,7 @@ class Pipe {
 
 class Connection {
   readonly startedAt = new Date().toISOString();
-  private readonly t0 = performance.now();
+  private readonly t0 = clockMs();
   readonly clientLabel: string;
   readonly server: net.Socket;
   private readonly c2s: Pipe;
@@ -537,7 +537,7 @@ class Connection {
   }
 
   elapsedMs(): number {
-    return performance.now() - this.t0;
+    return clockMs() - this.t0;
   }
 
   emitFault(e: FaultEvent): void {

@@ -8,10 +8,21 @@
  * outlived a short deadline by seconds. Host addresses without `--dns-server` come from the system
  * (getaddrinfo: /etc/hosts, nsswitch), as for any other program on the machine.
  */
-import dns from 'node:dns';
+import type dnsModule from 'node:dns';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { mulberry32 } from '../prng.js';
 import { ProbeError } from './errors.js';
+
+type Dns = typeof dnsModule;
+let loadedDns: Dns | undefined;
+/**
+ * node:dns, loaded when the first name is to be resolved: a probe to an address never pays for it (its c-ares
+ * binding and modules were ~1 ms of a one-off probe's start-up, issue 16). `net` itself does not load it.
+ */
+export function dns(): Dns {
+  return (loadedDns ??= createRequire(import.meta.url)('node:dns') as Dns);
+}
 
 export interface MxHost {
   exchange: string;
@@ -45,9 +56,9 @@ export function dnsServerAddress(text: string): string {
 }
 
 /** A resolver of one probe's own, so its queries can be cancelled at the `dns` deadline. */
-export function probeResolver(servers: readonly string[] | undefined, dnsMs: number): dns.promises.Resolver {
-  const r = new dns.promises.Resolver({ timeout: Math.max(100, Math.min(dnsMs, 5000)), tries: 2 });
-  r.setServers(servers?.length ? servers.map(dnsServerAddress) : dns.getServers());
+export function probeResolver(servers: readonly string[] | undefined, dnsMs: number): dnsModule.promises.Resolver {
+  const r = new (dns().promises.Resolver)({ timeout: Math.max(100, Math.min(dnsMs, 5000)), tries: 2 });
+  r.setServers(servers?.length ? servers.map(dnsServerAddress) : dns().getServers());
   return r;
 }
 
@@ -63,7 +74,7 @@ function why(e: NodeJS.ErrnoException): string {
  * The MX hosts of a domain in the order to try them. A domain with no MX records gets mail at its own address
  * (implicit MX); a null MX (RFC 7505: exchange ".") or no usable host is an `EDNS` error.
  */
-export async function resolveMxHosts(domain: string, resolver: dns.promises.Resolver, seed: number): Promise<MxHost[]> {
+export async function resolveMxHosts(domain: string, resolver: dnsModule.promises.Resolver, seed: number): Promise<MxHost[]> {
   let records: MxHost[];
   try {
     records = await resolver.resolveMx(domain);
@@ -85,7 +96,7 @@ export async function resolveMxHosts(domain: string, resolver: dns.promises.Reso
  * Every address of a host, in the order to try them. With `resolver` (a `--dns-server`), AAAA and A records from
  * it; else the system's getaddrinfo. An `EDNS` error when there is none (of the wanted family).
  */
-export async function resolveAddresses(host: string, o: { resolver?: dns.promises.Resolver; family?: 4 | 6 }): Promise<string[]> {
+export async function resolveAddresses(host: string, o: { resolver?: dnsModule.promises.Resolver; family?: 4 | 6 }): Promise<string[]> {
   let found: Array<{ address: string; family: number }>;
   if (o.resolver) {
     const r = o.resolver;
@@ -100,7 +111,7 @@ export async function resolveAddresses(host: string, o: { resolver?: dns.promise
     }
   } else {
     try {
-      found = await dns.promises.lookup(host, { all: true, family: o.family ?? 0 });
+      found = await dns().promises.lookup(host, { all: true, family: o.family ?? 0 });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       throw new ProbeError('EDNS', `cannot resolve ${host}: ${e.code ?? e}`, 'dns', { cause: e });

@@ -77,7 +77,7 @@ export function quietLimit(kind: StallKind, t: TcpSnapshot, w: { stallMs: number
 }
 
 /**
- * The latest moment the network can have moved anything, as seen at `nowMs` (performance.now) in this
+ * The latest moment the network can have moved anything, as seen at `nowMs` (clockMs) in this
  * snapshot: `bytes_acked` only rises on an ACK and `bytes_received` only on a data segment, so progress is no later
  * than the most recent of `lastack` / `lastrcv`. When the counters equal the previous reading's, nothing moved in
  * between and the previous bound still holds (window probes are answered by ACKs that acknowledge nothing: the

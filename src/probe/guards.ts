@@ -19,8 +19,8 @@
  * TLS certificate verification is on for every target unless `--insecure` / `insecure: true`.
  * Pure functions, except `classifyTargets` (DNS lookups) and `messageFileIdentifies` (reads a file head).
  */
-import dns from 'node:dns';
 import net from 'node:net';
+import { dns } from './endpoints.js';
 import type { PathSpec, ProbeSpec, TargetSpec } from '../model.js';
 
 /** Probe starts per second per real target when a profile sets no `rate`. */
@@ -102,8 +102,8 @@ export interface GuardResolver {
 }
 
 const systemResolver: GuardResolver = {
-  lookup: async (host) => (await dns.promises.lookup(host, { all: true })).map((a) => a.address),
-  resolveMx: async (domain) => (await dns.promises.resolveMx(domain)).map((m) => m.exchange),
+  lookup: async (host) => (await dns().promises.lookup(host, { all: true })).map((a) => a.address),
+  resolveMx: async (domain) => (await dns().promises.resolveMx(domain)).map((m) => m.exchange),
 };
 
 export interface TargetClass {

@@ -7,10 +7,9 @@
  * kernel's TCP state can be read before it is destroyed, and a throughput nodemailer's transport does not reach
  * (600–700 sessions/s measured against ~2,500+ for a minimal client).
  */
-import dns from 'node:dns';
+import type dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
-import { performance } from 'node:perf_hooks';
 import type { Attempt, ProbeResult, ProbeSpec, QuitPoint, RecipientResult, ResolvedRecords, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode, TranscriptLine } from '../model.js';
 import { classify, descriptorExhaustion, inWords, ProbeEnvError, ProbeError, ProbeInputError, toProbeError, type ProbeErrorCode } from './errors.js';
 import { BodyPeek, replyLines } from './transcript.js';
@@ -26,7 +25,8 @@ import { formatSize } from '../units.js';
 import { lineBreakIn, secretForms } from '../text.js';
 import type { CaptureSession } from './capture.js';
 import { isRealProbe, sizeRefusal } from './guards.js'; // real-target safety rules (issue 9)
-import { WARM_UP_MAX_MS, warmUp } from './warmup.js';
+import { WARM_UP_MAX_MS, warmUp, type SocketOpener } from './warmup.js';
+import { clockMs } from '../clock.js';
 
 export interface ProbeOptions {
   signal?: AbortSignal;
@@ -248,7 +248,7 @@ class BodyWriter {
 }
 
 class Transaction {
-  private readonly t0 = performance.now();
+  private readonly t0 = clockMs();
   private readonly startedAt = new Date().toISOString();
   private readonly marks: Mark[] = [];
   private current: Mark | undefined;
@@ -259,7 +259,7 @@ class Transaction {
   private settledAt = -Infinity;
   /** The current stage's deadline: one timer per probe, re-armed only when a stage's deadline comes sooner. */
   private deadline: NodeJS.Timeout | undefined;
-  /** When the timer fires (performance.now()); it may fire before `deadlineAt` and then re-arms for the rest. */
+  /** When the timer fires (clockMs()); it may fire before `deadlineAt` and then re-arms for the rest. */
   private timerAt = Infinity;
   private deadlineAt = Infinity;
   private deadlineOf: { stage: Stage; ms: number } | undefined;
@@ -316,6 +316,8 @@ class Transaction {
   constructor(
     private readonly spec: ProbeSpec,
     private readonly opts: ProbeOptions,
+    /** How connections are made: openEgress, or the warm-up's in-memory socket (warmup.ts). */
+    private readonly open: SocketOpener = openEgress,
   ) {
     // a server that echoes the AUTH secret (in any encoding) must not get it into a result
     this.parser = this.newParser();
@@ -347,7 +349,7 @@ class Transaction {
   // ------------------------------------------------------------------------------------------------ stages
 
   private now(): number {
-    return performance.now() - this.t0;
+    return clockMs() - this.t0;
   }
 
   private begin(stage: Stage, at = this.settled()): void {
@@ -357,7 +359,7 @@ class Transaction {
     this.marks.push(m);
     this.current = m;
     this.opts.onStage?.({ probeId: this.spec.probeId, stage, tMs: this.now() });
-    this.armDeadline(stage, stageDeadlineMs(this.spec.timeouts, stage), performance.now());
+    this.armDeadline(stage, stageDeadlineMs(this.spec.timeouts, stage), clockMs());
     // the stall window applies once there is a connection to watch (not to dns or connect)
     // (nor to quit, whose short deadline is the stall window: QUIT never changes the outcome)
     this.stallArmed = stage !== 'dns' && stage !== 'connect' && stage !== 'quit';
@@ -368,7 +370,7 @@ class Transaction {
   /** When the current stage's awaited event happened (`settledAt`), else now. */
   private settled(): number {
     const m = this.current;
-    return m && this.settledAt >= m.start ? this.settledAt : performance.now();
+    return m && this.settledAt >= m.start ? this.settledAt : clockMs();
   }
 
   /** The current stage is about to put its first bytes on the wire: it starts now. */
@@ -376,11 +378,11 @@ class Transaction {
     const m = this.current;
     if (m && !m.sent) {
       m.sent = true;
-      m.start = performance.now();
+      m.start = clockMs();
     }
   }
 
-  private endStage(at = performance.now()): void {
+  private endStage(at = clockMs()): void {
     const m = this.current;
     if (m && m.end === undefined) {
       m.end = at;
@@ -411,7 +413,7 @@ class Transaction {
     this.deadline = undefined;
     const d = this.deadlineOf;
     if (!d) return;
-    const now = performance.now();
+    const now = clockMs();
     const left = this.deadlineAt - now;
     // setTimeout counts whole milliseconds of the loop's clock: under 1 ms left is the deadline, as it always was
     if (left >= 1) return this.setTimer(left, now);
@@ -503,7 +505,7 @@ class Transaction {
   private fail(err: ProbeError, o: { keepSocket?: boolean } = {}): void {
     if (this.failure || this.finishing) return;
     this.failure = err;
-    this.endStage(performance.now());
+    this.endStage(clockMs());
     this.clearDeadline();
     this.watchdog.stop();
     this.resolver?.cancel(); // a hung query does not outlive the probe's dns deadline
@@ -537,7 +539,7 @@ class Transaction {
     const before = await this.hostBefore;
     const after = before && (await readHostCounters());
     if (!before || !after || this.connectedAt === undefined) return;
-    this.hostCounters = { scope: 'host', intervalMs: Math.round(performance.now() - this.connectedAt), deltas: hostCounterDeltas(before, after) };
+    this.hostCounters = { scope: 'host', intervalMs: Math.round(clockMs() - this.connectedAt), deltas: hostCounterDeltas(before, after) };
   }
 
   private async snapshot(at: TcpSnapshot['at']): Promise<void> {
@@ -581,7 +583,7 @@ class Transaction {
 
   private readonly onData = (chunk: Buffer) => {
     if (this.failure) return; // a stall was declared: what comes while its evidence is read does not count
-    const at = performance.now();
+    const at = clockMs();
     this.bytesRead += chunk.length;
     this.watchdog.progress(at);
     let replies: SmtpReply[];
@@ -606,7 +608,7 @@ class Transaction {
     }
   };
   private readonly onConnected = (): void => {
-    this.settledAt = performance.now();
+    this.settledAt = clockMs();
   };
   private readonly onError = (e: Error) => {
     this.fail(toProbeError(e, this.current?.stage ?? 'connect', this.lastCommand));
@@ -836,7 +838,7 @@ class Transaction {
         yield { server: h.host, address: h.host, port: h.port, last: lastHost };
         continue;
       }
-      const t0 = performance.now();
+      const t0 = clockMs();
       this.currentAttempt = { server: h.host, address: '', port: h.port, t0 };
       let addrs: string[];
       try {
@@ -846,7 +848,7 @@ class Transaction {
       } catch (e) {
         const pe = this.failure ?? toProbeError(e, 'dns');
         if (lastHost || this.fallback() === 'none' || !worthNextEndpoint(pe, undefined)) throw e;
-        this.attempts.push({ server: h.host, address: '', port: h.port, outcome: classify(pe.code, 'dns'), stage: 'dns', ms: performance.now() - t0, error: pe.message });
+        this.attempts.push({ server: h.host, address: '', port: h.port, outcome: classify(pe.code, 'dns'), stage: 'dns', ms: clockMs() - t0, error: pe.message });
         this.resetAttempt(this.marks.length);
         continue;
       }
@@ -873,7 +875,7 @@ class Transaction {
    */
   private async openSession(endpoints: AsyncGenerator<Endpoint & { last: boolean }>): Promise<void> {
     for await (const ep of endpoints) {
-      const t0 = performance.now();
+      const t0 = clockMs();
       const firstMark = this.marks.length;
       this.currentAttempt = { server: ep.server, address: ep.address, port: ep.port, t0 };
       try {
@@ -884,7 +886,7 @@ class Transaction {
         if (this.evidence) await this.evidence;
         const pe = this.failure ?? toProbeError(e, this.current?.stage ?? 'connect', this.lastCommand);
         if (ep.last || this.fallback() === 'none' || !worthNextEndpoint(pe, this.lastReply)) throw e;
-        const a: Attempt = { server: ep.server, address: ep.address, port: ep.port, outcome: classify(pe.code, pe.stage), stage: pe.stage, ms: performance.now() - t0, error: pe.message };
+        const a: Attempt = { server: ep.server, address: ep.address, port: ep.port, outcome: classify(pe.code, pe.stage), stage: pe.stage, ms: clockMs() - t0, error: pe.message };
         if (pe.code === 'EREJECTED' && this.lastReply) a.reply = this.lastReply;
         this.attempts.push(a);
         this.resetAttempt(firstMark);
@@ -941,7 +943,7 @@ class Transaction {
     this.server = ep.server;
     this.begin('connect');
     const sock = await this.guard(
-      openEgress({
+      this.open({
         host: ep.address,
         port: ep.port,
         localAddress: spec.path.localAddress,
@@ -959,7 +961,7 @@ class Transaction {
     );
     this.sock = sock;
     this.connectedTo = ep.address;
-    if (spec.path.proxy) this.settledAt = performance.now(); // through a proxy: connected once it said so
+    if (spec.path.proxy) this.settledAt = clockMs(); // through a proxy: connected once it said so
     this.connectedAt = this.settledAt;
     // the same policy as the end-of-probe snapshot: probes big enough to pay for kernel evidence
     if (this.spec.sizeBytes >= (this.spec.tcpSnapshotMinBytes ?? DEFAULT_TCP_SNAPSHOT_MIN_BYTES)) this.hostBefore = readHostCounters();
@@ -1061,7 +1063,7 @@ class Transaction {
     await this.guard(
       new Promise<void>((resolve) => {
         ts.once('secureConnect', () => {
-          this.settledAt = performance.now();
+          this.settledAt = clockMs();
           resolve();
         });
       }),
@@ -1167,7 +1169,7 @@ class Transaction {
     const { spec } = this;
     const stages: Partial<Record<Stage, number>> = {};
     for (const m of this.marks) {
-      const end = m.end ?? performance.now();
+      const end = m.end ?? clockMs();
       stages[m.stage] = (stages[m.stage] ?? 0) + (end - m.start);
     }
     const err = this.failure;
@@ -1217,7 +1219,7 @@ class Transaction {
     if (this.attempts.length) {
       // more than one endpoint tried: the chain, the last one being the probe's own (its stages are `stages`)
       const c = this.currentAttempt;
-      const last: Attempt | undefined = c && { server: c.server, address: c.address, port: c.port, outcome: r.outcome, ms: performance.now() - c.t0 };
+      const last: Attempt | undefined = c && { server: c.server, address: c.address, port: c.port, outcome: r.outcome, ms: clockMs() - c.t0 };
       if (last && r.stage) last.stage = r.stage;
       r.attempts = last ? [...this.attempts, last] : [...this.attempts];
     }
@@ -1237,13 +1239,18 @@ class Transaction {
  * AbortError when `opts.signal` aborts, and with ProbeInputError for bad input found before sending.
  */
 export async function probe(spec: ProbeSpec, opts: ProbeOptions = {}): Promise<ProbeResult> {
-  // once per process, before the first probe's clock starts: a throwaway probe to a listener of our own (warmup.ts)
-  await warmUp((port) => new Transaction(warmUpSpec(port), {}).run());
+  // once per process, before the first probe's clock starts: a throwaway probe in memory, a socket to itself (warmup.ts)
+  await warmUp(warmUpProbe);
   return new Transaction(spec, opts).run();
 }
 
+/** The warm-up's throwaway probe, over the connections `open` makes (warmup.ts's in-memory ones). */
+export function warmUpProbe(open: SocketOpener): Promise<ProbeResult> {
+  return new Transaction(warmUpSpec(), {}, open).run();
+}
+
 /** The throwaway probe of the warm-up: every stage of a plain 1 KiB probe, each deadline within the warm-up's bound. */
-export function warmUpSpec(port: number): ProbeSpec {
+export function warmUpSpec(port = 25): ProbeSpec {
   const ms = WARM_UP_MAX_MS;
   return {
     probeId: 'warm-up',

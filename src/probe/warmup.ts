@@ -1,23 +1,47 @@
 /**
  * Warm-up before the first mark (issue 19): the first probe of a process used to measure Node's and our own first
- * run of the code (lazy compilation, first allocations) inside its stages — `connect` read 4–5 ms where the
- * SYN → SYN-ACK took 0.02 ms, and every later stage of the first probe a little too. Once per process, before the
- * first probe starts its clock, one throwaway probe runs against a minimal SMTP listener of our own on 127.0.0.1
- * (connect, greeting, EHLO, MAIL, RCPT, DATA, body, final dot, QUIT): the first real probe is then as exact as the
- * hundredth (bench/fidelity.mjs).
+ * run of the code (lazy compilation, first allocations, inline caches) inside its stages — `connect` read 4–5 ms
+ * where the SYN → SYN-ACK took 0.02 ms, and every later stage of the first probe a little too. Once per process,
+ * before the first probe starts its clock, two things run at once:
  *
- * Bounded (WARM_UP_MAX_MS) and silent: where no loopback listener can be made (no `lo` in a network namespace, no
- * descriptor left) it gives up and the first probe is measured as before.
+ * - a throwaway probe (connect, greeting, EHLO, MAIL, RCPT, DATA, body, final dot, QUIT) through the real engine
+ *   against a minimal SMTP server of our own, over an in-memory socket pair: our code and Node's stream code;
+ * - one TCP connection on 127.0.0.1 that is connected to itself (bound to port P, connected to port P: TCP's
+ *   simultaneous open), which writes a few lines, reads them back and closes: Node's socket code (connect,
+ *   getsockname/getpeername, writes with and without cork, reads, the end of a connection).
+ *
+ * Together they warm what the first real probe runs, and cost a one-off `mxprobe probe` half of what a throwaway
+ * probe to a loopback listener did (issue 16): Node has no listener without its `cluster` module (and with it
+ * child_process and dgram), and the server side of such a connection is code no probe runs.
+ *
+ * Bounded (WARM_UP_MAX_MS) and silent: where no loopback connection can be made (no `lo` in a network namespace, no
+ * descriptor left, the port taken) that half gives up and the first probe is measured as before.
  */
 import net from 'node:net';
+import { Duplex } from 'node:stream';
+import type { OpenOptions } from './egress.js';
 
 export const WARM_UP_MAX_MS = 500;
 
+/** How a transaction gets its connection (egress.ts's openEgress, or the warm-up's in-memory one). */
+export type SocketOpener = (o: OpenOptions) => Promise<net.Socket>;
+
 let warm: Promise<void> | undefined;
 
-/** Run `probeOnce(port)` once per process against the warm-up listener (later calls share the first); never rejects. */
-export function warmUp(probeOnce: (port: number) => Promise<unknown>): Promise<void> {
-  warm ??= withListener(probeOnce).catch(() => undefined);
+/**
+ * Run `probeOnce(open)` once per process with the in-memory opener, and the self-connected exchange beside it (later
+ * calls share the first); never rejects, resolves within WARM_UP_MAX_MS.
+ */
+export function warmUp(probeOnce: (open: SocketOpener) => Promise<unknown>): Promise<void> {
+  warm ??= new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, WARM_UP_MAX_MS);
+    timer.unref();
+    const both = [probeOnce(memoryOpener(minimalSmtpSession)).catch(() => undefined), selfConnected()];
+    void Promise.all(both).then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   return warm;
 }
 
@@ -31,10 +55,10 @@ export function warmReply(line: string): string {
 }
 
 /**
- * One SMTP session of a minimal server (the warm-up's listener; bench/inflight.mjs's receiver): a reply per
- * command line, the message up to its final dot, 221 to QUIT and close.
+ * One SMTP session of a minimal server (the warm-up's; bench/inflight.mjs's receiver; the build's code-cache run):
+ * a reply per command line, the message up to its final dot, 221 to QUIT and close.
  */
-export function minimalSmtpSession(s: net.Socket): void {
+export function minimalSmtpSession(s: Duplex): void {
   let buf = '';
   let inData = false;
   s.on('error', () => undefined);
@@ -54,26 +78,123 @@ export function minimalSmtpSession(s: net.Socket): void {
   });
 }
 
-function withListener(probeOnce: (port: number) => Promise<unknown>): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const sockets = new Set<net.Socket>();
-    const server = net.createServer((s) => {
-      sockets.add(s);
-      minimalSmtpSession(s);
+/**
+ * One end of an in-memory connection. What is written to it arrives at the other end in a later turn of the event
+ * loop (setImmediate), as bytes from a socket would, never inside the writer's own call. It has the few socket
+ * properties a transaction reads; it is a Duplex, not a net.Socket, and is handed to the engine only in the
+ * warm-up.
+ */
+export class MemorySocket extends Duplex {
+  peer: MemorySocket | undefined;
+  readonly localAddress = '127.0.0.1';
+  readonly remoteAddress = '127.0.0.1';
+  readonly localPort = 0;
+  readonly remotePort = 0;
+
+  override _read(): void {
+    // data is pushed by the peer's writes
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.deliver(chunk);
+    cb();
+  }
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.deliver(Buffer.concat(chunks.map((c) => c.chunk)));
+    cb();
+  }
+  override _final(cb: (err?: Error | null) => void): void {
+    setImmediate(() => this.peer?.push(null));
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    const peer = this.peer;
+    setImmediate(() => {
+      if (peer && !peer.destroyed) peer.push(null);
     });
-    let over = false;
-    const done = (): void => {
-      if (over) return;
-      over = true;
-      clearTimeout(timer);
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    };
-    const timer = setTimeout(done, WARM_UP_MAX_MS);
+    cb(err);
+  }
+  setNoDelay(): this {
+    return this;
+  }
+  resetAndDestroy(): this {
+    return this.destroy();
+  }
+  private deliver(chunk: Buffer): void {
+    const peer = this.peer;
+    setImmediate(() => {
+      if (peer && !peer.destroyed) peer.push(chunk);
+    });
+  }
+}
+
+/** Two connected MemorySockets: [client, server]. */
+export function memoryPair(): [MemorySocket, MemorySocket] {
+  const a = new MemorySocket();
+  const b = new MemorySocket();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/**
+ * An opener whose connections go to `server` in memory, in the order openEgress keeps: `onSocket` before the
+ * connection is asked for, 'connect' a turn later, then the promise.
+ */
+export function memoryOpener(server: (s: Duplex) => void): SocketOpener {
+  return (o) => {
+    const [client, end] = memoryPair();
+    o.onSocket(client as unknown as net.Socket);
+    return new Promise((resolve) => {
+      setImmediate(() => {
+        server(end);
+        client.emit('connect');
+        resolve(client as unknown as net.Socket);
+      });
+    });
+  };
+}
+
+/** Ports for the self-connected socket: the usual ephemeral range, where the kernel puts client connections. */
+const SELF_PORT_FIRST = 32768;
+const SELF_PORT_COUNT = 28232;
+
+/**
+ * The self-connected exchange: resolves true when the lines came back, false when no such connection could be made
+ * (the port in use, no loopback) or it did not finish in time. Never rejects.
+ */
+export function selfConnected(port = SELF_PORT_FIRST + Math.floor(Math.random() * SELF_PORT_COUNT)): Promise<boolean> {
+  return new Promise((resolve) => {
+    // what a probe writes: a command line as a string, a message as Buffers written under cork; each with a callback
+    const greeting = '220 warm-up\r\n';
+    const body = [Buffer.from('EHLO warm-up.invalid\r\n'), Buffer.from('MAIL FROM:<warm-up@mxprobe.invalid>\r\n')];
+    const expected = greeting.length + body.reduce((n, b) => n + b.length, 0);
+    let got = 0;
+    let ok = false;
+    const s = new net.Socket();
+    const timer = setTimeout(() => s.destroy(), WARM_UP_MAX_MS);
     timer.unref();
-    server.on('error', done);
-    server.listen(0, '127.0.0.1', () => {
-      probeOnce((server.address() as net.AddressInfo).port).then(done, done);
+    s.setNoDelay(true);
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(ok);
+    });
+    s.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort: port }, () => {
+      // getsockname/getpeername, as a probe reads them
+      if (s.localAddress !== s.remoteAddress || s.localPort !== s.remotePort) return void s.destroy(); // never anyone else
+      // listeners attached after the connection, then resume(): as a transaction attaches to its socket
+      s.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got < expected) return;
+        ok = true;
+        s.end(); // our own FIN comes back as 'end': the close of a connection, as after QUIT
+      });
+      s.on('end', () => s.destroy());
+      s.resume();
+      s.write(greeting, () => undefined);
+      s.cork();
+      for (const b of body) s.write(b, () => undefined);
+      s.uncork();
     });
   });
 }

@@ -23,10 +23,10 @@
  * Where the kernel cannot be read (not Linux, no `ss`), the watchdog says so (`progressFrom: 'socket'`) and falls
  * back to counting our own writes and reply bytes against the stall window.
  */
-import { performance } from 'node:perf_hooks';
 import type { Stage, StallKind, TcpSnapshot, Timeouts } from '../model.js';
 import { latestProgressAt, lossEvident, quietLimit, stallKindOf } from './evidence.js';
 import { tcpInfoAvailable, tcpSnapshot, type SocketTuple } from './tcpinfo.js';
+import { clockMs } from '../clock.js';
 
 /** What the watchdog needs to know of its transaction. */
 export interface WatchTarget {
@@ -76,7 +76,7 @@ export function nextLossLook(t: TcpSnapshot, quietMs: number, everyMs: number): 
 }
 
 export class Watchdog {
-  private lastApp = performance.now();
+  private lastApp = clockMs();
   /** Upper bound of the last moment the kernel saw the network move anything. */
   private kernelAt = -Infinity;
   private prev: { snapshot: TcpSnapshot; progressAt: number } | undefined;
@@ -97,7 +97,7 @@ export class Watchdog {
   }
 
   /** Our own signal: the kernel took bytes, or bytes arrived. Cheap: one clock read (or the caller's). */
-  progress(at: number = performance.now()): void {
+  progress(at: number = clockMs()): void {
     this.lastApp = at;
   }
 
@@ -127,7 +127,7 @@ export class Watchdog {
   ackedRate(snapshot: TcpSnapshot, stage: Stage, fromMs: number): number | undefined {
     const acked = snapshot.bytesAcked;
     if (acked === undefined) return undefined;
-    const now = performance.now();
+    const now = clockMs();
     const base = this.stageFirst?.stage === stage && now - this.stageFirst.at >= 1000 ? this.stageFirst : { acked: 0, at: fromMs };
     const s = (now - base.at) / 1000;
     return s > 0 ? Math.max(0, (acked - base.acked) / s) : undefined;
@@ -145,7 +145,7 @@ export class Watchdog {
     if (this.stopped) return;
     const stage = this.target.watchedStage();
     if (!stage) return this.arm(this.cadence.lookAfterMs);
-    const now = performance.now();
+    const now = clockMs();
     if (this.unavailable !== undefined) {
       const idle = now - this.lastApp;
       const win = this.opts.timeouts.stallMs;
@@ -183,7 +183,7 @@ export class Watchdog {
 
   /** One reading of the kernel: move the progress bound, then stall, or look again. */
   private judge(snap: TcpSnapshot): void {
-    const now = performance.now();
+    const now = clockMs();
     const progressAt = latestProgressAt(snap, now, this.prev);
     this.prev = { snapshot: snap, progressAt };
     this.kernelAt = Math.max(this.kernelAt, progressAt);

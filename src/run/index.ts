@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { clockMs } from '../clock.js';
 import type { Arrival, PathSpec, ProbeResult, ProbeSpec, Stage } from '../model.js';
 import { acceptedAtOf, arrivalLine } from '../arrival/record.js';
 import { openArrival, type ArrivalCheck } from './arrival.js';
@@ -597,7 +597,7 @@ export async function runPlan(plan: Plan, opts: RunOptions): Promise<RunSummary>
   function pump(): void {
     if (finished) return;
     while (!stopping && inFlight.size < concurrency) {
-      const now = performance.now();
+      const now = clockMs();
       let best: TargetQueue | undefined;
       let earliest = Infinity;
       for (const q of queues.values()) {

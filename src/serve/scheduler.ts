@@ -7,13 +7,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { compare, type CompareResult } from '../analyze/compare.js';
 import { evaluateThresholds } from '../analyze/verify.js';
 import type { ProbeResult } from '../model.js';
 import type { Plan } from '../profile/plan.js';
 import { createRunEmitter, newRunId, runPlan, type RunOptions, type RunSummary } from '../run/index.js';
 import type { ServeMetrics } from './metrics.js';
+import { clockMs } from '../clock.js';
 
 export interface SchedulerOptions {
   plan: Plan;
@@ -117,7 +117,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
-      const t0 = performance.now();
+      const t0 = clockMs();
       try {
         await this.runOnce();
       } catch (err) {
@@ -125,7 +125,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.lastError = err instanceof Error ? err : new Error(String(err));
       }
       if (this.stopped) break;
-      const elapsed = performance.now() - t0;
+      const elapsed = clockMs() - t0;
       const passed = Math.floor(elapsed / this.intervalMs);
       if (passed >= 1) {
         this.metrics.skippedIntervals.inc(passed);
@@ -178,7 +178,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     emitter.on('probe:arrival', (e) => this.metrics.observeArrival(e.result, e.arrival));
     this.metrics.runStarted();
     this.emit('run:start', { runId, out, n });
-    const t0 = performance.now();
+    const t0 = clockMs();
     let summary: RunSummary | undefined;
     let error: Error | undefined;
     try {
@@ -196,7 +196,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     } finally {
       this.current = undefined;
     }
-    const durationMs = performance.now() - t0;
+    const durationMs = clockMs() - t0;
     this.lastRunEndedAt = new Date();
     this.metrics.runEnded(error ? 'error' : summary!.interrupted ? 'interrupted' : 'complete', durationMs, this.lastRunEndedAt.getTime());
     const win = this.window();

@@ -7,7 +7,6 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createRequire } from 'node:module';
-import { performance } from 'node:perf_hooks';
 import { computeCells } from '../analyze/cells.js';
 import type { Envelope, ProbeResult, ProbeSpec } from '../model.js';
 import type { Plan } from '../profile/plan.js';
@@ -24,6 +23,7 @@ import {
 } from './probe-endpoint.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import { connectionCap, describeServerError, HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEPALIVE_TIMEOUT_MS, openFileLimit } from './limits.js';
+import { clockMs } from '../clock.js';
 
 const require = createRequire(import.meta.url);
 let VERSION = '';
@@ -197,10 +197,10 @@ export async function startServe(opts: ServeOptions = {}): Promise<Serve> {
   const emitter = new EventEmitter<ServeEvents>();
 
   async function handleProbe(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
-    const t0 = performance.now();
+    const t0 = clockMs();
     const ev: ProbeRequestEvent = { status: 200, durationMs: 0, remote: req.socket.remoteAddress };
     const done = (): void => {
-      ev.durationMs = performance.now() - t0;
+      ev.durationMs = clockMs() - t0;
       emitter.emit('probe-request', ev);
     };
     let parsed: ReturnType<typeof parseProbeRequest>;

@@ -37,7 +37,7 @@ export interface SinkRecord {
   startedAt: string;
   /**
    * Client commands by verb (`EHLO`, `MAIL`, `RCPT`, `DATA`, `.` for the end of the message, `QUIT`, …) and
-   * when they arrived: ms since the session started (performance.now based). A probe/message record holds the
+   * when they arrived: ms since the session started (monotonic: clockMs). A probe/message record holds the
    * commands of its own transaction (the first one also those before it: EHLO, STARTTLS, AUTH); a session
    * record all of them (capped at 512). Arguments are never kept (AUTH secrets, addresses).
    */

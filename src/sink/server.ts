@@ -62,6 +62,7 @@ import { httpPort, startRecordsHttp } from './http.js';
 import { DEFAULT_MAX_RECORDS, RecordFile, RecordStore, type SinkEnded, type SinkRecord } from './records.js';
 import { settledSnapshots, sinkSnapshot } from './tcp.js';
 import { MessageInspector } from './verify.js';
+import { clockMs } from '../clock.js';
 
 export const REPLY_STAGES = ['connect', 'ehlo', 'mail', 'rcpt', 'data', 'dataAck'] as const;
 export type ReplyStage = (typeof REPLY_STAGES)[number];
@@ -317,7 +318,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     recordFile?.append(r);
   };
 
-  const now = (s: Session) => round2(performance.now() - s.t0);
+  const now = (s: Session) => round2(clockMs() - s.t0);
   const snap = (s: Session, at: TcpSnapshot['at']) => (opts.tcpEvidence === false ? undefined : sinkSnapshot(s.socket, at, now(s)));
   const pushCommand = (s: Session, cmd: string, tMs: number) => {
     const c = { cmd, tMs };
@@ -458,7 +459,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
       markDone,
       id: conn.id,
       conn,
-      t0: performance.now(),
+      t0: clockMs(),
       startedAt: new Date().toISOString(),
       remoteAddress: conn.remoteAddress,
       remotePort: conn.remotePort,
