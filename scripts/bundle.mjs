@@ -40,6 +40,35 @@ const BUNDLES = [
 ];
 const EXTERNAL = ['zod', 'yaml', 'prom-client', 'smtp-server', 'nodemailer', 'imapflow'];
 
+/**
+ * commander's lib/command.js requires node:child_process at its top, for executable subcommands (`.command(name,
+ * description)` run as a separate program), which mxprobe has none of. Loading child_process costs every command
+ * its module and what it loads in turn (internal/child_process, dgram, socket_list and four bindings: ~1.2 ms,
+ * measured after net).
+ * So commander gets, instead, a stand-in that requires the real module the first time commander touches it
+ * (`childProcess.spawn` in _executeSubCommand), i.e. never in mxprobe. Any other importer gets the real one.
+ */
+const lazyChildProcessForCommander = {
+  name: 'lazy-child-process-for-commander',
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?child_process$/ }, (args) =>
+      /[\\/]node_modules[\\/]commander[\\/]/.test(args.importer) ? { path: 'child_process', namespace: 'lazy-child-process' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'lazy-child-process' }, () => ({
+      loader: 'js',
+      contents: `let real;
+const get = () => (real ??= require('node:child_process'));
+module.exports = new Proxy({}, {
+  get: (_, key) => get()[key],
+  has: (_, key) => key in get(),
+  ownKeys: () => Reflect.ownKeys(get()),
+  getOwnPropertyDescriptor: (_, key) => ({ ...Reflect.getOwnPropertyDescriptor(get(), key), configurable: true }),
+});
+`,
+    }));
+  },
+};
+
 /** One bundle's text (ASCII) and its id. */
 async function bundle(entry) {
   const result = await esbuild.build({
@@ -49,6 +78,7 @@ async function bundle(entry) {
     platform: 'node',
     target: 'node20',
     external: EXTERNAL,
+    plugins: [lazyChildProcessForCommander],
     // import() inside a vm.Script needs a loader callback; require() does not, and every import() target here is
     // bundled, a node: builtin or an external package with a CommonJS entry
     supported: { 'dynamic-import': false },
@@ -64,6 +94,7 @@ async function bundle(entry) {
   const code = result.outputFiles[0].text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   // the id ties the code cache to this exact text: V8 itself checks only the source's length
   const id = createHash('sha256').update(code).digest('hex').slice(0, 16);
+  if (!code.includes('lazy-child-process')) throw new Error(`${entry}: commander's child_process was not made lazy (did commander change?)`);
   return { code, id };
 }
 

@@ -16,14 +16,17 @@ import { startSmtpServer } from '../helpers/servers.js';
 const HOOK = join(ROOT, 'test', 'helpers', 'loaded-modules.mjs');
 const DIST_CLI = join(ROOT, 'test', 'helpers', 'dist-cli.mjs');
 
-function loaded(entry: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; modules: string[]; stderr: string }> {
+/** A command line run under the hook: the files it loaded (`modules`), and the Node builtins (`builtins`). */
+function loaded(entry: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; modules: string[]; builtins: string[]; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', HOOK, entry, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--import', HOOK, ...(entry === '-e' ? [] : [entry]), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {
-      const modules = [...new Set(err.split('\n').filter((l) => l.startsWith('loaded ')).map((l) => l.slice(7)))];
-      resolve({ code, modules, stderr: err });
+      const lines = err.split('\n');
+      const modules = [...new Set(lines.filter((l) => l.startsWith('loaded ')).map((l) => l.slice(7)))];
+      const builtins = lines.filter((l) => l.startsWith('builtin ')).map((l) => l.slice(8));
+      resolve({ code, modules, builtins, stderr: err });
     });
   });
 }
@@ -106,6 +109,17 @@ describe('the shipped CLI (bin/mxprobe.js and its bundle)', () => {
     expect(help.stdout).toMatch(/^Usage: mxprobe probe \[options\]/);
   });
 
+  test("commander's child_process is required lazily: `probe --help` loads no child_process (nor dgram, cluster) from either bundle", async () => {
+    // the hook's positive side: a builtin that is required does show
+    const control = await loaded('-e', ['-e', "require('node:child_process')"]);
+    expect(control.builtins).toContain('child_process');
+    for (const env of [{}, { MXPROBE_BUNDLE: 'full' }]) {
+      const r = await loaded(BIN, ['probe', '--help'], env);
+      expect(r.code).toBe(0);
+      expect(r.builtins).toContain('net'); // the probe command's modules did load
+      expect(r.builtins.filter((b) => /^(child_process|internal\/child_process|dgram|cluster)$/.test(b))).toEqual([]);
+    }
+  });
 });
 
 describe('lazy command modules (tsc dist/, one file per module)', () => {
