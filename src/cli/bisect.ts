@@ -11,7 +11,7 @@ import { applyOverrides, computeProfileHash, ProfileError, type Plan } from '../
 import { newRunId, targetLabel } from '../run/index.js';
 import { formatSize, parseSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { intArg } from './options.js';
 import { renderBisectResult, renderBisectStep } from './render.js';
 import { loadPlanOrExit, runPlanForCommand } from './verify.js';

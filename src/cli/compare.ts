@@ -8,7 +8,7 @@ import { ResultsInputError, readResults, type SkippedLine } from '../analyze/io.
 import type { ProbeResult } from '../model.js';
 import { joinSink, loadSinkRecords, sinkEvidenceByCell, SinkRecordsError, type SinkRecord } from '../sink/index.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { renderCompare } from './render.js';
 import { renderSinkEvidence } from './sink.js';
 import { REPORT_OPTION_HELP, writeCommandReport } from './report.js';

@@ -9,7 +9,7 @@ import { DEFAULT_DEMO_FAULT, runDemo, type DemoResult } from '../lab/demo.js';
 import { createRunEmitter, RunError } from '../run/index.js';
 import { formatMs } from '../units.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { RUN_ERROR_EXIT } from './run.js';
 import { durationArg, intArg, sizeArg } from './options.js';
 import { attachProgress } from './progress.js';

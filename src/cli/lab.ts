@@ -19,7 +19,7 @@ import {
 } from '../lab/relay.js';
 import { formatMs, formatSize, parseSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { durationArg, parseHostPort } from './options.js';
 import { clockMs } from '../clock.js';
 

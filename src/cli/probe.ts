@@ -8,7 +8,7 @@ import type { CaptureSession } from '../probe/capture.js';
 import { stallWindowConflicts } from '../timeouts.js';
 import { formatDuration } from '../units.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { classifyTargets, messageFileIdentifies } from '../probe/guards.js'; // real-target safety rules (issue 9)
 import { addressArg, collect, dnsServerArg, durationArg, hostArg, hostPortArg, intArg, ipArg, portArg, sizeArg, tlsArg } from './options.js';
 import { liveProbePrinter, renderProbeTail } from './probe-render.js';

@@ -15,7 +15,7 @@ import { formatMs, formatSizeExact, parseSize } from '../units.js';
 import { countBy } from '../analyze/text.js';
 import { median } from '../analyze/stats.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { intArg } from './options.js';
 import { attachProgress } from './progress.js';
 import { renderCellTable } from './render.js';

@@ -10,7 +10,7 @@ import { AllowPatternError, parseAllowPattern } from '../serve/allow.js';
 import { ServeError, startServe, type Serve, type ServeOptions } from '../serve/server.js';
 import { formatMs, formatSize } from '../units.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { addressArg as mailAddressArg, collect, durationArg, intArg, parseHostPort } from './options.js';
 import { loadPlanOrExit } from './verify.js';
 import { forTerminal } from '../text.js';

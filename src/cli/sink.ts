@@ -13,7 +13,7 @@ import {
 } from '../sink/index.js';
 import { formatMs, formatSize, parseDuration } from '../units.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { collect, durationArg, hostPortArg, intArg, sizeArg } from './options.js';
 import { forTerminal, forTerminalDeep } from '../text.js';
 

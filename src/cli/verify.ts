@@ -11,7 +11,7 @@ import { loadProfile, parseThreshold, ProfileError, type Plan, type Threshold } 
 import { createRunEmitter, newRunId, RunError, runPlan } from '../run/index.js';
 import { loadResults } from './compare.js';
 import { CliError, EXIT } from './exit.js';
-import { setExitCode } from './main.js';
+import { setExitCode } from './program.js';
 import { attachProgress } from './progress.js';
 import { RUN_ERROR_EXIT } from './run.js';
 import { renderVerify } from './render.js';

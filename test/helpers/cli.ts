@@ -22,7 +22,7 @@ function newest(dir: string): number {
  * bundled CLI that bin/mxprobe.js runs (scripts/bundle.mjs).
  */
 export function ensureBuilt(): void {
-  const built = [join(ROOT, 'dist', 'cli', 'main.js'), join(ROOT, 'dist', 'bundle', 'mxprobe.cjs')];
+  const built = [join(ROOT, 'dist', 'cli', 'main.js'), join(ROOT, 'dist', 'bundle', 'mxprobe.cjs'), join(ROOT, 'dist', 'bundle', 'probe.cjs')];
   const src = Math.max(newest(join(ROOT, 'src')), statSync(join(ROOT, 'scripts', 'bundle.mjs')).mtimeMs, statSync(BIN).mtimeMs);
   if (built.every((f) => existsSync(f) && statSync(f).mtimeMs >= src)) return;
   for (const [cmd, args] of [['npx', ['tsc', '-p', 'tsconfig.build.json']], [process.execPath, ['scripts/bundle.mjs']]] as const) {

@@ -22,3 +22,10 @@ Module.prototype.load = function (filename) {
   process.stderr.write(`loaded ${pathToFileURL(filename).href}\n`);
   return load.call(this, filename);
 };
+
+// and, at exit, `builtin <name>` for every Node builtin the process loaded (process.moduleLoadList), whoever loaded
+// it: a lazily required builtin (commander's child_process, scripts/bundle.mjs) shows by its absence
+process.on('exit', () => {
+  const names = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
+  process.stderr.write(names.map((n) => `builtin ${n}\n`).join(''));
+});

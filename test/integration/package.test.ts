@@ -105,8 +105,8 @@ afterAll(async () => {
 describe('npm pack + npm install -g', () => {
   test('the package holds the built CLI, the licence, profiles and examples, and no sources or tests', () => {
     expect(tarball).toMatch(new RegExp(`mxprobe-${pkg.version.replace(/\./g, '\\.')}\\.tgz$`));
-    for (const f of ['LICENSE', 'README.md', 'package.json', 'bin/mxprobe.js', 'bin/package.json', 'dist/bundle/mxprobe.cjs', 'dist/cli/main.js', 'dist/model.d.ts', 'profiles/demo.yaml']) expect(files).toContain(f);
-    expect(files.filter((f) => /^dist\/bundle\/code-cache-\w+\.bin$/.test(f))).toHaveLength(1); // bin/mxprobe.js: start-up
+    for (const f of ['LICENSE', 'README.md', 'package.json', 'bin/mxprobe.js', 'bin/package.json', 'dist/bundle/mxprobe.cjs', 'dist/bundle/probe.cjs', 'dist/cli/main.js', 'dist/model.d.ts', 'profiles/demo.yaml']) expect(files).toContain(f);
+    expect(files.filter((f) => /^dist\/bundle\/code-cache-\w+\.bin$/.test(f))).toHaveLength(2); // one per bundle (bin/mxprobe.js: start-up)
     expect(files.filter((f) => /^(src|test|bench)\//.test(f))).toEqual([]);
   });
 

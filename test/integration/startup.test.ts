@@ -1,7 +1,8 @@
 /**
  * Start-up (issue 16): each command loads only what it uses; `probe` never loads zod, yaml, prom-client or smtp-server.
  *
- * Two views of one rule. The shipped CLI (bin/mxprobe.js) is one bundle, so which of *our* modules a command
+ * Two views of one rule. The shipped CLI (bin/mxprobe.js) is a bundle (probe.cjs for `probe`, mxprobe.cjs for the
+ * rest: scripts/bundle.mjs), so which of *our* modules a command
  * initializes is not visible from outside; which *packages* it requires is (the bundle requires them where the
  * code first needs them). The lazy boundaries between our own modules are checked on tsc's dist/, one file per
  * module, which the bundle is made from: esbuild keeps a lazily imported module lazy (scripts/bundle.mjs).
@@ -9,20 +10,23 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { BIN, ensureBuilt, ROOT } from '../helpers/cli.js';
+import { BIN, ensureBuilt, ROOT, runCli } from '../helpers/cli.js';
 import { startSmtpServer } from '../helpers/servers.js';
 
 const HOOK = join(ROOT, 'test', 'helpers', 'loaded-modules.mjs');
 const DIST_CLI = join(ROOT, 'test', 'helpers', 'dist-cli.mjs');
 
-function loaded(entry: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; modules: string[]; stderr: string }> {
+/** A command line run under the hook: the files it loaded (`modules`), and the Node builtins (`builtins`). */
+function loaded(entry: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; modules: string[]; builtins: string[]; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', HOOK, entry, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--import', HOOK, ...(entry === '-e' ? [] : [entry]), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {
-      const modules = [...new Set(err.split('\n').filter((l) => l.startsWith('loaded ')).map((l) => l.slice(7)))];
-      resolve({ code, modules, stderr: err });
+      const lines = err.split('\n');
+      const modules = [...new Set(lines.filter((l) => l.startsWith('loaded ')).map((l) => l.slice(7)))];
+      const builtins = lines.filter((l) => l.startsWith('builtin ')).map((l) => l.slice(8));
+      resolve({ code, modules, builtins, stderr: err });
     });
   });
 }
@@ -68,7 +72,53 @@ describe('the shipped CLI (bin/mxprobe.js and its bundle)', () => {
   test('the probe runs from the code cache the build made (else start-up silently falls back to compiling)', async () => {
     const r = await loaded(BIN, probeArgs, { MXPROBE_CODE_CACHE: 'check' });
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain('code cache: accepted');
+    expect(r.stderr).toContain('code cache: accepted (probe.cjs)');
+    // the whole CLI's bundle has its own cache, made by a probe too
+    const full = await loaded(BIN, probeArgs, { MXPROBE_CODE_CACHE: 'check', MXPROBE_BUNDLE: 'full' });
+    expect(full.code).toBe(0);
+    expect(full.stderr).toContain('code cache: accepted (mxprobe.cjs)');
+  });
+
+  test('a command line whose first non-option argument is `probe` runs probe.cjs; every other one the whole CLI, mxprobe.cjs', async () => {
+    const cases: Array<[string[], string]> = [
+      [probeArgs, 'probe.cjs'],
+      [['probe', '--help'], 'probe.cjs'],
+      [['--help', 'probe'], 'probe.cjs'], // main.ts registers `probe` alone here too (commandsFor)
+      [['probe'], 'probe.cjs'], // a usage error (no --to) is the probe command's own
+      [['--help'], 'mxprobe.cjs'],
+      [[], 'mxprobe.cjs'],
+      [['run', '--help'], 'mxprobe.cjs'],
+      [['help', 'probe'], 'mxprobe.cjs'],
+      [['prob'], 'mxprobe.cjs'], // the typo gets the whole CLI's "Did you mean probe?"
+      [['probes'], 'mxprobe.cjs'],
+    ];
+    for (const [args, bundle] of cases) {
+      const r = await runCli(args, { env: { MXPROBE_CODE_CACHE: 'check' } });
+      expect(r.stderr.trim().split('\n').at(-1), args.join(' ')).toBe(`code cache: accepted (${bundle})`);
+    }
+  });
+
+  test('probe.cjs answers as the whole CLI does: the same stdout, stderr and exit code, byte for byte', async () => {
+    const cases = [['probe', '--help'], ['--help', 'probe'], ['probe'], ['probe', '--from', 'a@x.test', '--bogus'], ['probe', '--host', '127.0.0.1', '--to', 'b@x.test', '--size', 'huge'], ['probe', '--json', '--help']];
+    for (const args of cases) {
+      const [probe, full] = await Promise.all([runCli(args), runCli(args, { env: { MXPROBE_BUNDLE: 'full' } })]);
+      expect(probe, args.join(' ')).toEqual(full);
+    }
+    const help = await runCli(['probe', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: mxprobe probe \[options\]/);
+  });
+
+  test("commander's child_process is required lazily: `probe --help` loads no child_process (nor dgram, cluster) from either bundle", async () => {
+    // the hook's positive side: a builtin that is required does show
+    const control = await loaded('-e', ['-e', "require('node:child_process')"]);
+    expect(control.builtins).toContain('child_process');
+    for (const env of [{}, { MXPROBE_BUNDLE: 'full' }]) {
+      const r = await loaded(BIN, ['probe', '--help'], env);
+      expect(r.code).toBe(0);
+      expect(r.builtins).toContain('net'); // the probe command's modules did load
+      expect(r.builtins.filter((b) => /^(child_process|internal\/child_process|dgram|cluster)$/.test(b))).toEqual([]);
+    }
   });
 });
 
@@ -76,7 +126,7 @@ describe('lazy command modules (tsc dist/, one file per module)', () => {
   test('--version loads no command at all', async () => {
     const r = await loaded(DIST_CLI, ['--version']);
     expect(r.code).toBe(0);
-    expect(r.modules.filter((m) => m.includes('/dist/cli/')).map((m) => m.replace(/.*\/dist\//, ''))).toEqual(['cli/main.js', 'cli/exit.js']);
+    expect(r.modules.filter((m) => m.includes('/dist/cli/')).map((m) => m.replace(/.*\/dist\//, ''))).toEqual(['cli/main.js', 'cli/program.js', 'cli/exit.js']);
     for (const h of HEAVY) expect(r.modules.filter((m) => h.test(m))).toEqual([]);
   });
 
