@@ -7,7 +7,7 @@
  * kernel's TCP state can be read before it is destroyed, and a throughput nodemailer's transport does not reach
  * (600–700 sessions/s measured against ~2,500+ for a minimal client).
  */
-import type dns from 'node:dns';
+import type dnsModule from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
 import type { Attempt, ProbeResult, ProbeSpec, QuitPoint, RecipientResult, ResolvedRecords, SmtpReply, Stage, StallKind, TargetSpec, TcpSnapshot, TlsInfo, TlsMode, TranscriptLine } from '../model.js';
@@ -20,7 +20,7 @@ import { hostCounterDeltas, readHostCounters } from './hostcounters.js';
 import { tcpSnapshot, type SocketTuple } from './tcpinfo.js';
 import { stallMessage, Watchdog, type StallCall } from './watchdog.js';
 import { awaitingNetwork } from './evidence.js';
-import { probeResolver, resolveAddresses, resolveMxHosts } from './endpoints.js';
+import { dns, probeResolver, resolveAddresses, resolveMxHosts } from './endpoints.js';
 import { formatSize } from '../units.js';
 import { lineBreakIn, secretForms } from '../text.js';
 import type { CaptureSession } from './capture.js';
@@ -270,7 +270,7 @@ class Transaction {
   private readonly attempts: Attempt[] = [];
   private currentAttempt: (Endpoint & { t0: number }) | undefined;
   private readonly resolved: ResolvedRecords = {};
-  private resolver: dns.promises.Resolver | undefined;
+  private resolver: dnsModule.promises.Resolver | undefined;
   /** Set while a stall's or a deadline's evidence is read, before the socket is destroyed. */
   private evidence: Promise<void> | undefined;
   private connectedAt: number | undefined;
@@ -862,7 +862,7 @@ class Transaction {
     return this.spec.target.fallback ?? (this.spec.target.mx && !this.spec.path.relay ? 'mta' : 'none');
   }
 
-  private dnsResolver(): dns.promises.Resolver {
+  private dnsResolver(): dnsModule.promises.Resolver {
     this.resolver ??= probeResolver(this.spec.dnsServers, this.spec.timeouts.dnsMs);
     if (this.spec.dnsServers?.length) this.resolved.servers = [...this.spec.dnsServers];
     return this.resolver;
@@ -965,13 +965,15 @@ class Transaction {
     this.connectedAt = this.settledAt;
     // the same policy as the end-of-probe snapshot: probes big enough to pay for kernel evidence
     if (this.spec.sizeBytes >= (this.spec.tcpSnapshotMinBytes ?? DEFAULT_TCP_SNAPSHOT_MIN_BYTES)) this.hostBefore = readHostCounters();
-    this.tuple = {
+    const tuple: SocketTuple = {
       localAddress: sock.localAddress ?? '',
       localPort: sock.localPort ?? 0,
       remoteAddress: sock.remoteAddress ?? '',
       remotePort: sock.remotePort ?? 0,
     };
-    this.note('*', `connected to ${this.tuple.remoteAddress}:${this.tuple.remotePort} from ${this.tuple.localAddress}:${this.tuple.localPort}${spec.path.proxy ? ` via ${redactProxy(spec.path.proxy)}` : ''}`);
+    // port 0: a connection no kernel knows (the warm-up's in-memory one), nothing to read with ss or to capture
+    this.tuple = tuple.localPort ? tuple : undefined;
+    this.note('*', `connected to ${tuple.remoteAddress}:${tuple.remotePort} from ${tuple.localAddress}:${tuple.localPort}${spec.path.proxy ? ` via ${redactProxy(spec.path.proxy)}` : ''}`);
     const connected = this.settled();
     this.endStage(connected);
     this.checkpoint('connect');
@@ -1241,12 +1243,28 @@ class Transaction {
 export async function probe(spec: ProbeSpec, opts: ProbeOptions = {}): Promise<ProbeResult> {
   // once per process, before the first probe's clock starts: a throwaway probe in memory, a socket to itself (warmup.ts)
   await warmUp(warmUpProbe);
+  // node:dns is loaded on first use (endpoints.ts): before the clock, so that the first `dns` stage is the lookup's
+  if (resolvesNames(spec)) dns();
   return new Transaction(spec, opts).run();
 }
 
-/** The warm-up's throwaway probe, over the connections `open` makes (warmup.ts's in-memory ones). */
-export function warmUpProbe(open: SocketOpener): Promise<ProbeResult> {
-  return new Transaction(warmUpSpec(), {}, open).run();
+/** Will this probe look anything up (MX, a host or proxy name, its own DNS servers)? */
+export function resolvesNames(spec: ProbeSpec): boolean {
+  if (spec.target.mx || spec.dnsServers?.length) return true;
+  const hosts = [spec.path.relay?.host ?? spec.target.host];
+  if (spec.path.proxy) {
+    try {
+      hosts.push(parseProxyUrl(spec.path.proxy).host);
+    } catch {
+      // a bad proxy URL fails the probe before anything is resolved
+    }
+  }
+  return hosts.some((h) => !!h && !net.isIP(h));
+}
+
+/** The warm-up's throwaway probe, over the connections `open` makes (warmup.ts's in-memory ones), until `signal`. */
+export function warmUpProbe(open: SocketOpener, signal?: AbortSignal): Promise<ProbeResult> {
+  return new Transaction(warmUpSpec(), signal ? { signal } : {}, open).run();
 }
 
 /** The throwaway probe of the warm-up: every stage of a plain 1 KiB probe, each deadline within the warm-up's bound. */

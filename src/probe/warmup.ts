@@ -10,7 +10,7 @@
  *   simultaneous open), which writes a few lines, reads them back and closes: Node's socket code (connect,
  *   getsockname/getpeername, writes with and without cork, reads, the end of a connection).
  *
- * Together they warm what the first real probe runs, and cost a one-off `mxprobe probe` half of what a throwaway
+ * Together they warm what the first real probe runs (bench/fidelity.mjs, FIDELITY_CLI=1), and cost a one-off `mxprobe probe` half of what a throwaway
  * probe to a loopback listener did (issue 16): Node has no listener without its `cluster` module (and with it
  * child_process and dgram), and the server side of such a connection is code no probe runs.
  *
@@ -26,23 +26,45 @@ export const WARM_UP_MAX_MS = 500;
 /** How a transaction gets its connection (egress.ts's openEgress, or the warm-up's in-memory one). */
 export type SocketOpener = (o: OpenOptions) => Promise<net.Socket>;
 
-let warm: Promise<void> | undefined;
+/** What the warm-up did (for tests and diagnostics): the throwaway probe's outcome, whether the self-connection ran. */
+export interface WarmUpReport {
+  probe: string;
+  selfConnected: boolean;
+  ms: number;
+}
+
+let warm: Promise<WarmUpReport> | undefined;
 
 /**
- * Run `probeOnce(open)` once per process with the in-memory opener, and the self-connected exchange beside it (later
- * calls share the first); never rejects, resolves within WARM_UP_MAX_MS.
+ * Run the warm-up once per process (later calls share the first); never rejects, resolves within WARM_UP_MAX_MS
+ * (and a little: an aborted throwaway probe ends in a turn of the loop).
  */
-export function warmUp(probeOnce: (open: SocketOpener) => Promise<unknown>): Promise<void> {
-  warm ??= new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, WARM_UP_MAX_MS);
-    timer.unref();
-    const both = [probeOnce(memoryOpener(minimalSmtpSession)).catch(() => undefined), selfConnected()];
-    void Promise.all(both).then(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+export function warmUp(probeOnce: WarmUpProbe): Promise<WarmUpReport> {
+  warm ??= runWarmUp(probeOnce);
   return warm;
+}
+
+/** The throwaway probe: over the connections `open` makes, ended by `signal`. */
+export type WarmUpProbe = (open: SocketOpener, signal: AbortSignal) => Promise<{ outcome: string }>;
+
+/**
+ * One warm-up: `probeOnce` over in-memory connections to `server`, and the self-connected exchange beside it. At
+ * `boundMs` the throwaway probe is aborted and the socket destroyed: nothing of the warm-up runs beside a real probe.
+ */
+export function runWarmUp(probeOnce: WarmUpProbe, o: { boundMs?: number; server?: (s: Duplex) => void } = {}): Promise<WarmUpReport> {
+  const t0 = process.hrtime();
+  const bound = new AbortController();
+  const timer = setTimeout(() => bound.abort(), o.boundMs ?? WARM_UP_MAX_MS);
+  timer.unref();
+  const thrown = probeOnce(memoryOpener(o.server ?? minimalSmtpSession), bound.signal).then(
+    (r) => r.outcome,
+    (e: Error) => (bound.signal.aborted ? 'aborted' : `error: ${e.message}`),
+  );
+  return Promise.all([thrown, selfConnected(undefined, bound.signal)]).then(([outcome, self]) => {
+    clearTimeout(timer);
+    const [s, ns] = process.hrtime(t0);
+    return { probe: outcome, selfConnected: self, ms: s * 1e3 + ns / 1e6 };
+  });
 }
 
 /** The reply a minimal SMTP server gives to one command line (outside DATA). */
@@ -160,41 +182,53 @@ const SELF_PORT_COUNT = 28232;
 
 /**
  * The self-connected exchange: resolves true when the lines came back, false when no such connection could be made
- * (the port in use, no loopback) or it did not finish in time. Never rejects.
+ * (the port in use, no loopback), something else answered, or `signal` ended it first. Never rejects.
+ *
+ * It first sends a random line alone and goes on only when exactly that line comes back: a connection that is not
+ * our own (a transparent redirect on the way to 127.0.0.1, which getpeername would not show) gets that line and
+ * nothing else. It ends with a reset, not a FIN: no TIME_WAIT is left on the port.
  */
-export function selfConnected(port = SELF_PORT_FIRST + Math.floor(Math.random() * SELF_PORT_COUNT)): Promise<boolean> {
+export function selfConnected(port = SELF_PORT_FIRST + Math.floor(Math.random() * SELF_PORT_COUNT), signal?: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    // what a probe writes: a command line as a string, a message as Buffers written under cork; each with a callback
-    const greeting = '220 warm-up\r\n';
-    const body = [Buffer.from('EHLO warm-up.invalid\r\n'), Buffer.from('MAIL FROM:<warm-up@mxprobe.invalid>\r\n')];
-    const expected = greeting.length + body.reduce((n, b) => n + b.length, 0);
-    let got = 0;
+    const nonce = `warm-up ${Math.random().toString(36).slice(2)}\r\n`;
+    // then what a probe writes: a line as a string, a message as Buffers written under cork; each with a callback
+    const line = 'warm-up line\r\n';
+    const body = [Buffer.from('warm-up body 1\r\n'), Buffer.from('warm-up body 2\r\n')];
+    const rest = line.length + body.reduce((n, b) => n + b.length, 0);
+    let got = '';
     let ok = false;
     const s = new net.Socket();
-    const timer = setTimeout(() => s.destroy(), WARM_UP_MAX_MS);
-    timer.unref();
+    const end = (): void => void s.resetAndDestroy();
+    const until = signal ?? AbortSignal.timeout(WARM_UP_MAX_MS);
+    if (until.aborted) return resolve(false);
+    until.addEventListener('abort', end, { once: true });
     s.setNoDelay(true);
     s.on('error', () => undefined);
     s.on('close', () => {
-      clearTimeout(timer);
+      until.removeEventListener('abort', end);
       resolve(ok);
     });
     s.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort: port }, () => {
       // getsockname/getpeername, as a probe reads them
-      if (s.localAddress !== s.remoteAddress || s.localPort !== s.remotePort) return void s.destroy(); // never anyone else
+      if (s.localAddress !== s.remoteAddress || s.localPort !== s.remotePort) return end(); // never anyone else
       // listeners attached after the connection, then resume(): as a transaction attaches to its socket
       s.on('data', (d: Buffer) => {
-        got += d.length;
-        if (got < expected) return;
-        ok = true;
-        s.end(); // our own FIN comes back as 'end': the close of a connection, as after QUIT
+        got += d.toString('latin1');
+        if (got.length < nonce.length) return;
+        if (!got.startsWith(nonce)) return end(); // not our own bytes coming back: say nothing more
+        if (got.length === nonce.length) {
+          s.write(line, () => undefined);
+          s.cork();
+          for (const b of body) s.write(b, () => undefined);
+          s.uncork();
+          return;
+        }
+        if (got.length < nonce.length + rest) return;
+        ok = got.length === nonce.length + rest;
+        end();
       });
-      s.on('end', () => s.destroy());
       s.resume();
-      s.write(greeting, () => undefined);
-      s.cork();
-      for (const b of body) s.write(b, () => undefined);
-      s.uncork();
+      s.write(nonce);
     });
   });
 }

@@ -120,6 +120,15 @@ describe('the shipped CLI (bin/mxprobe.js and its bundle)', () => {
       expect(r.builtins.filter((b) => /^(child_process|internal\/child_process|dgram|cluster)$/.test(b))).toEqual([]);
     }
   });
+
+  test('a real one-off probe to an address loads no child_process, cluster, dgram, dns or perf_hooks (its warm-up has no listener)', async () => {
+    for (const env of [{}, { MXPROBE_BUNDLE: 'full' }]) {
+      const r = await loaded(BIN, probeArgs, env);
+      expect(r.code).toBe(0);
+      expect(r.builtins).toContain('net');
+      expect(r.builtins.filter((b) => /^(child_process|internal\/child_process|dgram|cluster|dns|perf_hooks)$/.test(b))).toEqual([]);
+    }
+  });
 });
 
 describe('lazy command modules (tsc dist/, one file per module)', () => {
