@@ -19,6 +19,7 @@
  */
 import net from 'node:net';
 import { Duplex } from 'node:stream';
+import { clockMs } from '../clock.js';
 import type { OpenOptions } from './egress.js';
 
 export const WARM_UP_MAX_MS = 500;
@@ -52,11 +53,11 @@ export type WarmUpProbe = (open: SocketOpener, signal: AbortSignal) => Promise<{
  * `boundMs` the throwaway probe is aborted and the socket destroyed: nothing of the warm-up runs beside a real probe.
  */
 export function runWarmUp(probeOnce: WarmUpProbe, o: { boundMs?: number; server?: (s: Duplex) => void } = {}): Promise<WarmUpReport> {
-  const t0 = process.hrtime();
+  const t0 = clockMs();
   const bound = new AbortController();
   const timer = setTimeout(() => bound.abort(), o.boundMs ?? WARM_UP_MAX_MS);
   timer.unref();
-  const thrown = probeOnce(memoryOpener(o.server ?? minimalSmtpSession), bound.signal).then(
+  const thrown = Promise.resolve(undefined).then(() => probeOnce(memoryOpener(o.server ?? minimalSmtpSession), bound.signal)).then(
     (r) => r.outcome,
     (e: Error) => (bound.signal.aborted ? 'aborted' : `error: ${e.message}`),
   );
@@ -66,8 +67,7 @@ export function runWarmUp(probeOnce: WarmUpProbe, o: { boundMs?: number; server?
     // last deliveries) runs now, not inside the first probe's `connect` (bench/fidelity.mjs: 0.5 → 0.25 ms p50)
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
-    const [s, ns] = process.hrtime(t0);
-    return { probe: outcome, selfConnected: self, ms: s * 1e3 + ns / 1e6 };
+    return { probe: outcome, selfConnected: self, ms: clockMs() - t0 };
   });
 }
 
