@@ -1268,11 +1268,11 @@ export function warmUpProbe(open: SocketOpener, signal?: AbortSignal): Promise<P
 }
 
 /** The throwaway probe of the warm-up: every stage of a plain 1 KiB probe, each deadline within the warm-up's bound. */
-export function warmUpSpec(port = 25): ProbeSpec {
+export function warmUpSpec(): ProbeSpec {
   const ms = WARM_UP_MAX_MS;
   return {
     probeId: 'warm-up',
-    target: { host: '127.0.0.1', port, tls: 'none' },
+    target: { host: '127.0.0.1', port: 25, tls: 'none' }, // never dialled: the warm-up's opener connects in memory
     path: { name: 'warm-up' },
     sizeBytes: 1024,
     seed: 1,

@@ -7,11 +7,11 @@
  * - a throwaway probe (connect, greeting, EHLO, MAIL, RCPT, DATA, body, final dot, QUIT) through the real engine
  *   against a minimal SMTP server of our own, over an in-memory socket pair: our code and Node's stream code;
  * - one TCP connection on 127.0.0.1 that is connected to itself (bound to port P, connected to port P: TCP's
- *   simultaneous open), which writes a few lines, reads them back and closes: Node's socket code (connect,
- *   getsockname/getpeername, writes with and without cork, reads, the end of a connection).
+ *   simultaneous open), which writes a few lines, reads them back and resets: Node's socket code (connect,
+ *   getsockname/getpeername, writes with and without cork, reads).
  *
- * Together they warm what the first real probe runs (bench/fidelity.mjs, FIDELITY_CLI=1), and cost a one-off `mxprobe probe` half of what a throwaway
- * probe to a loopback listener did (issue 16): Node has no listener without its `cluster` module (and with it
+ * Together they warm what the first real probe runs (bench/fidelity.mjs, FIDELITY_CLI=1) without a listener, which
+ * a one-off `mxprobe probe` paid for (issue 16): Node has no listener without its `cluster` module (and with it
  * child_process and dgram), and the server side of such a connection is code no probe runs.
  *
  * Bounded (WARM_UP_MAX_MS) and silent: where no loopback connection can be made (no `lo` in a network namespace, no
